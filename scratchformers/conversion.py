@@ -1,0 +1,210 @@
+"""Weight and config mapping between scratchformers and transformers' native GPT-2 and Llama classes.
+
+Our parameter names are the native ones, so the mapping is small and explicit:
+- GPT <-> `GPT2LMHeadModel`: same keys; the native `Conv1D` stores weights as (in, out), `nn.Linear` as (out, in),
+  so every `c_attn`, `c_proj` and `c_fc` weight is transposed. Square matrices would load without error if we
+  forgot, and give wrong outputs, hence the explicit list.
+- LLaMA2 <-> `LlamaForCausalLM`: same keys, same layouts.
+Every load is strict: a missing, unexpected or mis-shaped tensor raises a `ValueError` naming it.
+"""
+
+import re
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from .configuration_gpt import GPTConfig
+from .configuration_llama2 import Llama2Config
+from .modeling_gpt import GPTForCausalLM
+from .modeling_llama2 import Llama2ForCausalLM
+
+# native GPT-2 Conv1D weights, stored transposed relative to nn.Linear
+_GPT2_CONV1D_WEIGHT = re.compile(r"(^|\.)h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")
+# buffers that old GPT-2 checkpoints carry and no model needs
+_GPT2_IGNORED = re.compile(r"\.attn\.(bias|masked_bias)$")
+
+_SHARED_FIELDS = ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id", "initializer_range",
+                  "tie_word_embeddings")
+
+
+def _common(config, extra=()):
+    return {name: getattr(config, name) for name in _SHARED_FIELDS + tuple(extra)}
+
+
+def gpt_config_to_gpt2(config: GPTConfig) -> GPT2Config:
+    """Our `GPTConfig` as transformers' `GPT2Config` (same architecture)."""
+    return GPT2Config(
+        n_embd=config.hidden_size,
+        n_layer=config.num_hidden_layers,
+        n_head=config.num_attention_heads,
+        n_positions=config.max_position_embeddings,
+        n_inner=config.intermediate_size,
+        activation_function=config.hidden_act,
+        resid_pdrop=config.hidden_dropout,
+        embd_pdrop=config.embedding_dropout,
+        attn_pdrop=config.attention_dropout,
+        layer_norm_epsilon=config.layer_norm_eps,
+        **_common(config),
+    )
+
+
+def gpt2_config_to_gpt(config: GPT2Config) -> GPTConfig:
+    """transformers' `GPT2Config` as our `GPTConfig`; refuses GPT-2 options our model does not implement."""
+    unsupported = {
+        "add_cross_attention": False,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "scale_attn_weights": True,
+    }
+    for name, supported in unsupported.items():
+        if getattr(config, name, supported) != supported:
+            raise ValueError(f"GPT2Config.{name}={getattr(config, name)!r} is not supported by scratchformers' GPT.")
+    return GPTConfig(
+        hidden_size=config.n_embd,
+        num_hidden_layers=config.n_layer,
+        num_attention_heads=config.n_head,
+        max_position_embeddings=config.n_positions,
+        intermediate_size=config.n_inner,
+        hidden_act=config.activation_function,
+        hidden_dropout=config.resid_pdrop,
+        embedding_dropout=config.embd_pdrop,
+        attention_dropout=config.attn_pdrop,
+        layer_norm_eps=config.layer_norm_epsilon,
+        **_common(config),
+    )
+
+
+def llama2_config_to_llama(config: Llama2Config) -> LlamaConfig:
+    """Our `Llama2Config` as transformers' `LlamaConfig`."""
+    return LlamaConfig(
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads,
+        head_dim=config.head_dim,
+        hidden_act=config.hidden_act,
+        max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=config.rms_norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": float(config.rope_theta)},
+        attention_bias=config.attention_bias,
+        mlp_bias=config.mlp_bias,
+        attention_dropout=config.attention_dropout,
+        **_common(config),
+    )
+
+
+def llama_config_to_llama2(config: LlamaConfig) -> Llama2Config:
+    """transformers' `LlamaConfig` as our `Llama2Config`; refuses RoPE scaling, which our model does not implement."""
+    rope = dict(config.rope_parameters or {})
+    if rope.get("rope_type", "default") != "default":
+        raise ValueError(f"LlamaConfig.rope_parameters={rope} uses RoPE scaling, which scratchformers does not support.")
+    return Llama2Config(
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads,
+        head_dim=config.head_dim,
+        hidden_act=config.hidden_act,
+        max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=config.rms_norm_eps,
+        rope_theta=rope.get("rope_theta", 10000.0),
+        attention_bias=config.attention_bias,
+        mlp_bias=config.mlp_bias,
+        attention_dropout=config.attention_dropout,
+        **_common(config),
+    )
+
+
+def gpt2_state_dict_to_gpt(state_dict: dict) -> dict:
+    """Native GPT-2 tensors -> ours: drop the old causal-mask buffers, transpose the Conv1D weights."""
+    return {
+        key: (value.t().contiguous() if _GPT2_CONV1D_WEIGHT.search(key) else value)
+        for key, value in state_dict.items()
+        if not _GPT2_IGNORED.search(key)
+    }
+
+
+def gpt_state_dict_to_gpt2(state_dict: dict) -> dict:
+    """Our GPT tensors -> native GPT-2 (`Conv1D` layout)."""
+    return {key: (value.t().contiguous() if _GPT2_CONV1D_WEIGHT.search(key) else value)
+            for key, value in state_dict.items()}
+
+
+def load_state_dict_strict(model: torch.nn.Module, state_dict: dict) -> None:
+    """Copy `state_dict` into `model`, raising a `ValueError` that names every missing, unknown or mis-shaped key.
+
+    Tied weights may be absent from `state_dict` (checkpoints store them once).
+    严格加载权重：缺失、多余或形状不符的键都会报错并列出名称，绝不静默地部分加载。
+    """
+    expected = model.state_dict()
+    tied = set(getattr(model, "all_tied_weights_keys", None) or {}) if model.config.tie_word_embeddings else set()
+    missing = sorted(set(expected) - set(state_dict) - tied)
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = [
+        f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in sorted(set(expected) & set(state_dict))
+        if state_dict[key].shape != expected[key].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches: {'; '.join(mismatched)}")
+    if problems:
+        raise ValueError(f"Cannot load weights into {type(model).__name__}: " + " | ".join(problems))
+    model.load_state_dict(state_dict, strict=False)
+    if model.config.tie_word_embeddings:
+        model.tie_weights()
+
+
+def gpt_from_gpt2(native: GPT2LMHeadModel) -> GPTForCausalLM:
+    """Our `GPTForCausalLM` with the weights of a transformers `GPT2LMHeadModel`.
+
+    把 transformers 的 GPT2LMHeadModel 权重转换为本包的 GPTForCausalLM（Conv1D 权重转置）。
+    """
+    model = GPTForCausalLM(gpt2_config_to_gpt(native.config)).to(native.dtype)
+    load_state_dict_strict(model, gpt2_state_dict_to_gpt(native.state_dict()))
+    return model.eval()
+
+
+def gpt_to_gpt2(model: GPTForCausalLM) -> GPT2LMHeadModel:
+    """A transformers `GPT2LMHeadModel` with the weights of our `GPTForCausalLM`."""
+    native = GPT2LMHeadModel(gpt_config_to_gpt2(model.config)).to(model.dtype)
+    load_state_dict_strict(native, gpt_state_dict_to_gpt2(model.state_dict()))
+    return native.eval()
+
+
+def llama2_from_llama(native: LlamaForCausalLM) -> Llama2ForCausalLM:
+    """Our `Llama2ForCausalLM` with the weights of a transformers `LlamaForCausalLM` (same names and layouts).
+
+    把 transformers 的 LlamaForCausalLM 权重转换为本包的 Llama2ForCausalLM（名称与布局相同）。
+    """
+    model = Llama2ForCausalLM(llama_config_to_llama2(native.config)).to(native.dtype)
+    load_state_dict_strict(model, dict(native.state_dict()))
+    return model.eval()
+
+
+def llama2_to_llama(model: Llama2ForCausalLM) -> LlamaForCausalLM:
+    """A transformers `LlamaForCausalLM` with the weights of our `Llama2ForCausalLM`."""
+    native = LlamaForCausalLM(llama2_config_to_llama(model.config)).to(model.dtype)
+    load_state_dict_strict(native, dict(model.state_dict()))
+    return native.eval()
+
+
+__all__ = [
+    "gpt_config_to_gpt2",
+    "gpt2_config_to_gpt",
+    "llama2_config_to_llama",
+    "llama_config_to_llama2",
+    "gpt2_state_dict_to_gpt",
+    "gpt_state_dict_to_gpt2",
+    "load_state_dict_strict",
+    "gpt_from_gpt2",
+    "gpt_to_gpt2",
+    "llama2_from_llama",
+    "llama2_to_llama",
+]

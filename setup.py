@@ -1,0 +1,32 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="scratchformers",
+    version="0.1.0",
+    description="GPT-2 and LLaMA-2 style language models written from scratch, native to the Hugging Face ecosystem",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["scratchformers", "scratchformers.*", "hub_scripts", "hub_scripts.*"]),
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5.24,<6",
+        "tokenizers>=0.22",
+        "datasets>=4",
+        "accelerate>=1.10",
+        "peft>=0.18",
+        "huggingface_hub>=1.0",
+        "safetensors>=0.4",
+        "pyyaml>=6",
+        "matplotlib>=3.7",
+        "tensorboard>=2.15",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
+    },
+    entry_points={"console_scripts": ["scratchformers=scratchformers.cli:main"]},
+)
