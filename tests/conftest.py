@@ -1,0 +1,108 @@
+"""Shared fixtures: tiny configurations of both families, their native twins, and a byte-level tokenizer."""
+
+import os
+
+import pytest
+import torch
+
+# two cores: several pytest workers each with two intra-op threads only fight over them
+torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import scratchformers as sf  # noqa: E402
+from scratchformers import conversion  # noqa: E402
+from transformers import GPT2ForSequenceClassification, LlamaForSequenceClassification  # noqa: E402
+
+VOCAB = 320
+
+# Shapes exercised by the parity tests: an odd number of layers, GQA with 2 and 4 query heads per K/V head,
+# and a non-default intermediate size.
+GPT_SHAPES = {
+    "gpt-3L-64w-4h": dict(num_hidden_layers=3, hidden_size=64, num_attention_heads=4, max_position_embeddings=64),
+    "gpt-2L-48w-3h-ffn100": dict(num_hidden_layers=2, hidden_size=48, num_attention_heads=3, intermediate_size=100,
+                                 max_position_embeddings=64),
+}
+LLAMA_SHAPES = {
+    "llama-3L-64w-4h-mha": dict(num_hidden_layers=3, hidden_size=64, num_attention_heads=4, num_key_value_heads=4,
+                                intermediate_size=160, max_position_embeddings=64),
+    "llama-2L-64w-4h-gqa2": dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+                                 intermediate_size=128, max_position_embeddings=64),
+    "llama-1L-96w-8h-gqa4": dict(num_hidden_layers=1, hidden_size=96, num_attention_heads=8, num_key_value_heads=2,
+                                 intermediate_size=200, max_position_embeddings=64),
+}
+TOKENS = dict(vocab_size=VOCAB, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+
+class Family:
+    """One model family: how to build our model and its native transformers twin with the same weights."""
+
+    def __init__(self, name, config_class, causal_lm, seq_cls, base, to_native, from_native,
+                 native_config, native_state_dict, native_seq_cls_class, shapes):
+        self.name = name
+        self.config_class = config_class
+        self.causal_lm = causal_lm
+        self.seq_cls = seq_cls
+        self.base = base
+        self.to_native = to_native
+        self.from_native = from_native
+        self.native_config = native_config
+        self.native_state_dict = native_state_dict
+        self.native_seq_cls_class = native_seq_cls_class
+        self.shapes = shapes
+
+    def config(self, shape=None, **overrides):
+        shape = shape or next(iter(self.shapes))
+        return self.config_class(**{**self.shapes[shape], **TOKENS, **overrides})
+
+    def model(self, shape=None, seed=0, **overrides):
+        torch.manual_seed(seed)
+        return self.causal_lm(self.config(shape, **overrides)).eval()
+
+    def native_seq_cls(self, model):
+        """transformers' own sequence classifier with the weights of our `model`."""
+        config = self.native_config(model.config)
+        config.num_labels = model.config.num_labels
+        native = self.native_seq_cls_class(config)
+        conversion.load_state_dict_strict(native, self.native_state_dict(model.state_dict()))
+        return native.eval()
+
+    def __repr__(self):
+        return self.name
+
+
+GPT = Family("gpt", sf.GPTConfig, sf.GPTForCausalLM, sf.GPTForSequenceClassification, sf.GPTModel,
+             conversion.gpt_to_gpt2, conversion.gpt_from_gpt2, conversion.gpt_config_to_gpt2,
+             conversion.gpt_state_dict_to_gpt2, GPT2ForSequenceClassification, GPT_SHAPES)
+LLAMA = Family("llama2", sf.Llama2Config, sf.Llama2ForCausalLM, sf.Llama2ForSequenceClassification, sf.Llama2Model,
+               conversion.llama2_to_llama, conversion.llama2_from_llama, conversion.llama2_config_to_llama,
+               dict, LlamaForSequenceClassification, LLAMA_SHAPES)
+FAMILIES = [GPT, LLAMA]
+
+
+@pytest.fixture(params=FAMILIES, ids=lambda f: f.name)
+def family(request):
+    return request.param
+
+
+def make_byte_tokenizer():
+    """A 256-byte-token fast tokenizer with pad/bos/eos at ids 0-2 (no training: every byte is a token)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2}
+    for symbol in sorted(alphabet):
+        vocab[symbol] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
+
+
+@pytest.fixture(scope="session")
+def byte_tokenizer():
+    return make_byte_tokenizer()

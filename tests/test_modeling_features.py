@@ -1,0 +1,170 @@
+"""Attention kernels, masks, gradient checkpointing, errors and the rest of the forward contract."""
+
+import pytest
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPast
+
+
+def _padded_batch():
+    x = torch.randint(3, 320, (3, 11), generator=torch.Generator().manual_seed(5))
+    mask = torch.ones_like(x)
+    mask[1, :4] = 0  # left padding
+    mask[2, 8:] = 0  # right padding
+    return x, mask
+
+
+def test_sdpa_equals_eager_with_and_without_padding(family):
+    sdpa = family.model(attn_implementation="sdpa")
+    eager = family.model(attn_implementation="eager")
+    assert sdpa.config._attn_implementation == "sdpa" and eager.config._attn_implementation == "eager"
+    x, mask = _padded_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(sdpa(x).logits, eager(x).logits, atol=1e-5, rtol=0)
+        a = sdpa(x, attention_mask=mask).logits
+        b = eager(x, attention_mask=mask).logits
+    keep = mask.bool()
+    torch.testing.assert_close(a[keep], b[keep], atol=1e-5, rtol=0)
+
+
+def test_set_attn_implementation_switches_kernel_without_changing_outputs(family):
+    model = family.model()
+    x = torch.randint(3, 320, (2, 9))
+    with torch.no_grad():
+        before = model(x).logits
+        model.set_attn_implementation("eager")
+        after = model(x).logits
+    assert model.config._attn_implementation == "eager"
+    torch.testing.assert_close(before, after, atol=1e-5, rtol=0)
+
+
+def test_output_attentions_with_sdpa_explains_how_to_get_them(family):
+    model = family.model(attn_implementation="sdpa")
+    with pytest.raises(ValueError, match="attn_implementation='eager'"):
+        model(torch.tensor([[4, 5, 6]]), output_attentions=True)
+
+
+def test_eager_attention_rows_are_causal_probability_distributions(family):
+    model = family.model(attn_implementation="eager")
+    with torch.no_grad():
+        attentions = model(torch.randint(3, 320, (1, 8)), output_attentions=True).attentions
+    for layer in attentions:
+        torch.testing.assert_close(layer.sum(-1), torch.ones_like(layer.sum(-1)))
+        assert torch.all(layer.triu(diagonal=1) == 0)
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "eager"])
+def test_changing_a_masked_token_changes_nothing(family, kernel):
+    model = family.model(attn_implementation=kernel)
+    x, mask = _padded_batch()
+    y = x.clone()
+    y[1, :4] = torch.tensor([7, 8, 9, 10])  # the left-padded positions
+    y[2, 8:] = torch.tensor([11, 12, 13])  # the right-padded positions
+    with torch.no_grad():
+        a = model(x, attention_mask=mask).logits
+        b = model(y, attention_mask=mask).logits
+    keep = mask.bool()
+    torch.testing.assert_close(a[keep], b[keep], atol=1e-6, rtol=0)
+    x_unmasked = x.clone()
+    x_unmasked[1, 6] = 99  # an attended token does change later outputs: the comparison above is not vacuous
+    with torch.no_grad():
+        c = model(x_unmasked, attention_mask=mask).logits
+    assert not torch.allclose(a[1, 7:], c[1, 7:])
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(family):
+    x = torch.randint(3, 320, (2, 13))
+    grads = []
+    for checkpointing in (False, True):
+        model = family.model(seed=4).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert model.is_activation_checkpointing
+        model(x, labels=x).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == len(list(model.parameters()))
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_over_long_input_raises_a_value_error_with_both_numbers(family):
+    model = family.model()  # 64 positions
+    with pytest.raises(ValueError, match=r"Input of 65 tokens .* max_position_embeddings=64"):
+        model(torch.randint(3, 320, (1, 65)))
+
+
+def test_cache_growing_past_the_positions_raises_a_value_error(family):
+    model = family.model()
+    out = model(torch.randint(3, 320, (1, 64)), use_cache=True)
+    with pytest.raises(ValueError, match=r"Input of 65 tokens \(64 cached \+ 1 new\)"):
+        model(torch.tensor([[5]]), cache=out.cache, use_cache=True)
+
+
+def test_generate_beyond_the_positions_raises_a_value_error(family):
+    model = family.model()
+    with pytest.raises(ValueError, match="max_position_embeddings=64"):
+        model.generate(torch.randint(3, 320, (1, 60)), max_new_tokens=10, min_new_tokens=10, do_sample=False)
+
+
+def test_inputs_embeds_give_the_same_logits_as_input_ids(family):
+    model = family.model()
+    x = torch.randint(3, 320, (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs_embeds=model.get_input_embeddings()(x)).logits, model(x).logits)
+    with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
+        model(x, inputs_embeds=model.get_input_embeddings()(x))
+
+
+def test_return_dict_false_returns_a_tuple_with_loss_first(family):
+    model = family.model()
+    x = torch.randint(3, 320, (1, 5))
+    loss, logits = model(x, labels=x, return_dict=False, use_cache=False)[:2]
+    assert loss.ndim == 0 and logits.shape == (1, 5, 320)
+
+
+def test_base_model_returns_hidden_states_of_the_model_width(family):
+    torch.manual_seed(0)
+    base = family.base(family.config()).eval()
+    out = base(torch.randint(3, 320, (2, 5)), output_hidden_states=True)
+    assert isinstance(out, BaseModelOutputWithPast)
+    assert out.last_hidden_state.shape == (2, 5, base.config.hidden_size)
+    assert torch.equal(out.hidden_states[-1], out.last_hidden_state)
+
+
+def test_logits_to_keep_computes_only_the_last_positions(family):
+    model = family.model()
+    x = torch.randint(3, 320, (2, 9))
+    with torch.no_grad():
+        full = model(x).logits
+        last = model(x, logits_to_keep=1).logits
+    assert last.shape == (2, 1, 320)
+    torch.testing.assert_close(last, full[:, -1:], atol=1e-6, rtol=0)
+
+
+def test_resize_token_embeddings_grows_embeddings_and_head(family):
+    model = family.model()
+    model.resize_token_embeddings(400)
+    assert model.config.vocab_size == 400
+    assert model.get_input_embeddings().weight.shape[0] == 400
+    assert model.get_output_embeddings().weight.shape[0] == 400
+    assert model(torch.tensor([[399, 5]])).logits.shape == (1, 2, 400)
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    assert tied == model.config.tie_word_embeddings
+
+
+def test_gpt_head_is_tied_and_llama_head_is_not_by_default(family):
+    model = family.model()
+    same = model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    assert same == (family.name == "gpt")
+    tied = family.model(tie_word_embeddings=True)
+    assert tied.get_output_embeddings().weight is tied.get_input_embeddings().weight
+
+
+def test_dropout_is_active_in_training_and_off_in_eval():
+    from conftest import GPT
+
+    model = GPT.model(hidden_dropout=0.5, embedding_dropout=0.5, attention_dropout=0.5)
+    x = torch.randint(3, 320, (1, 6))
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, model(x).logits)
+        model.train()
+        assert not torch.equal(model(x).logits, model(x).logits)
