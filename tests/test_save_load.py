@@ -1,0 +1,131 @@
+"""save_pretrained / from_pretrained, Auto classes in-process, and remote code where scratchformers is absent."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+X = torch.tensor([[5, 17, 33, 9, 71, 12, 3, 250]])
+
+
+def _logits(model, x=X):
+    with torch.no_grad():
+        return model(x).logits
+
+
+def test_round_trip_gives_identical_logits_rope_buffers_and_tied_weights(family, tmp_path):
+    model = family.model()
+    model.save_pretrained(tmp_path)
+    loaded = family.causal_lm.from_pretrained(tmp_path).eval()
+    assert torch.equal(_logits(loaded), _logits(model))
+    for name, buffer in model.named_buffers():  # non-persistent buffers (RoPE inv_freq) are rebuilt, not garbage
+        assert torch.equal(dict(loaded.named_buffers())[name], buffer), name
+    tied = loaded.get_output_embeddings().weight is loaded.get_input_embeddings().weight
+    assert tied == model.config.tie_word_embeddings
+
+
+def test_round_trip_of_an_untied_head_keeps_both_matrices(family, tmp_path):
+    model = family.model(tie_word_embeddings=False)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.add_(1.0)
+    model.save_pretrained(tmp_path)
+    loaded = family.causal_lm.from_pretrained(tmp_path).eval()
+    assert torch.equal(loaded.get_output_embeddings().weight, model.get_output_embeddings().weight)
+    assert torch.equal(_logits(loaded), _logits(model))
+
+
+def test_auto_classes_load_every_head_in_process(family, tmp_path):
+    model = family.model()
+    model.save_pretrained(tmp_path)
+    assert type(AutoConfig.from_pretrained(tmp_path)) is family.config_class
+    causal = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(causal) is family.causal_lm
+    assert torch.equal(_logits(causal), _logits(model))
+    base = AutoModel.from_pretrained(tmp_path)
+    assert type(base) is family.base
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=3)
+    assert type(classifier) is family.seq_cls and classifier.score.out_features == 3
+
+
+def test_auto_from_config_builds_our_classes(family):
+    config = family.config()
+    assert type(AutoModelForCausalLM.from_config(config)) is family.causal_lm
+    assert type(AutoModel.from_config(config)) is family.base
+
+
+def test_saved_folder_carries_remote_code_and_full_auto_map(family, tmp_path):
+    family.model().save_pretrained(tmp_path)
+    files = {p.name for p in tmp_path.iterdir()}
+    stem = "gpt" if family.name == "gpt" else "llama2"
+    assert {f"configuration_{stem}.py", f"modeling_{stem}.py", "config.json", "model.safetensors"} <= files
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification"}
+    modeling = (tmp_path / f"modeling_{stem}.py").read_text()
+    assert "import scratchformers" not in modeling and "from scratchformers" not in modeling
+
+
+def test_dtype_is_kept_by_from_pretrained(family, tmp_path):
+    model = family.model().to(torch.bfloat16)
+    model.save_pretrained(tmp_path)
+    assert family.causal_lm.from_pretrained(tmp_path).dtype == torch.bfloat16
+    assert family.causal_lm.from_pretrained(tmp_path, dtype=torch.float32).dtype == torch.float32
+
+
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    class HideScratchformers:
+        def find_spec(self, name, path=None, target=None):
+            if name == "scratchformers" or name.startswith("scratchformers."):
+                raise ModuleNotFoundError("scratchformers is hidden in this test")
+            return None
+
+    sys.meta_path.insert(0, HideScratchformers())
+    sys.path = [p for p in sys.path if p not in ("", ".")]
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    try:
+        import scratchformers  # noqa: F401
+        raise SystemExit("scratchformers should not be importable here")
+    except ModuleNotFoundError:
+        pass
+    folder, out = sys.argv[1], sys.argv[2]
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    classifier = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True, num_labels=2)
+    with torch.no_grad():
+        logits = model(torch.tensor([[5, 17, 33, 9, 71, 12, 3, 250]])).logits
+        tokens = model.generate(torch.tensor([[5, 17, 33]]), max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    torch.save({"logits": logits, "tokens": tokens, "classifier": type(classifier).__name__}, out)
+    """
+)
+
+
+def test_remote_code_loads_without_scratchformers_installed(family, tmp_path):
+    model = family.model()
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    script = tmp_path / "load_remote.py"
+    script.write_text(REMOTE_SCRIPT)
+    result_file = tmp_path / "result.pt"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    work_dir = tmp_path / "elsewhere"
+    work_dir.mkdir()
+    completed = subprocess.run([sys.executable, str(script), str(folder), str(result_file)], cwd=work_dir, env=env,
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = torch.load(result_file)
+    assert torch.equal(result["logits"], _logits(model))
+    expected = model.generate(torch.tensor([[5, 17, 33]]), max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    assert torch.equal(result["tokens"], expected)
+    assert result["classifier"] == family.seq_cls.__name__
+    assert Path(__file__).resolve().parents[1] not in work_dir.resolve().parents
