@@ -15,7 +15,10 @@ from pathlib import Path
 from scratchformers.tokenization_scratch import compression_report, train_tokenizer
 
 TRAIN_FILES = {"English": "en_tinyshakespeare.txt", "中文": "zh_hongloumeng.txt"}
-OTHER_FILES = {"English (TinyStories valid)": "en_tinystories_valid_sample.txt", "中文 (宋词/诗经/楚辞)": "zh_classical_poetry.txt"}
+OTHER_FILES = {
+    "English, other style (en_tinystories_valid_sample.txt)": "en_tinystories_valid_sample.txt",
+    "中文, other style (zh_classical_poetry.txt)": "zh_classical_poetry.txt",
+}
 
 
 def split_lines(path: Path, holdout: float) -> tuple[list[str], list[str]]:

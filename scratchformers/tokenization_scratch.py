@@ -15,7 +15,7 @@ import csv
 import itertools
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -51,12 +51,12 @@ _LINES_PER_CHUNK = 256  # text files are fed to BPE in chunks of lines so that r
 
 
 def _is_path_like(item) -> bool:
-    """A list element is read as a file when it is a Path, an existing file, or a string naming a known format."""
+    """A list element is a file when it is a Path, or a string without whitespace naming a known format or a file."""
     if isinstance(item, os.PathLike):
         return True
-    if not isinstance(item, str) or "\n" in item or len(item) > 4096:
+    if not isinstance(item, str) or not item or any(c.isspace() for c in item) or len(item) > 4096:
         return False
-    return os.path.isfile(item) or Path(item).suffix.lower() in TEXT_SUFFIXES | JSON_SUFFIXES | CSV_SUFFIXES
+    return Path(item).suffix.lower() in TEXT_SUFFIXES | JSON_SUFFIXES | CSV_SUFFIXES or os.path.isfile(item)
 
 
 def _record_text(record, text_column: str, where: str) -> str:
@@ -80,34 +80,46 @@ def _record_text(record, text_column: str, where: str) -> str:
     )
 
 
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line with its line ending) of a UTF-8 file; a bad byte raises ValueError naming file:line."""
+    with path.open("rb") as f:
+        for line_number, raw in enumerate(f, start=1):
+            try:
+                yield line_number, raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                reason = f"{error.reason} at byte {error.start + 1} of the line"
+                raise ValueError(f"{path}:{line_number}: not UTF-8 text ({reason})") from None
+
+
 def _read_text_file(path: Path) -> Iterator[str]:
-    with path.open(encoding="utf-8", newline="") as f:
-        while chunk := list(itertools.islice(f, _LINES_PER_CHUNK)):
+    chunk = []
+    for _, line in _utf8_lines(path):
+        chunk.append(line)
+        if len(chunk) == _LINES_PER_CHUNK:
             yield "".join(chunk)
+            chunk = []
+    if chunk:
+        yield "".join(chunk)
 
 
 def _read_jsonl_file(path: Path, text_column: str) -> Iterator[str]:
-    with path.open(encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
-            yield _record_text(record, text_column, f"{path}:{line_number}")
+    for line_number, line in _utf8_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+        yield _record_text(record, text_column, f"{path}:{line_number}")
 
 
 def _read_json_file(path: Path, text_column: str) -> Iterator[str]:
     """A .json file holds either one JSON list of records or, as many datasets do, JSON lines."""
-    raw = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(raw)
+        data = json.loads("".join(line for _, line in _utf8_lines(path)))
     except json.JSONDecodeError:
         yield from _read_jsonl_file(path, text_column)
         return
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        data = data["data"]
     if not isinstance(data, list):
         yield _record_text(data, text_column, f"{path}:1")
         return
@@ -116,18 +128,29 @@ def _read_json_file(path: Path, text_column: str) -> Iterator[str]:
 
 
 def _read_csv_file(path: Path, text_column: str) -> Iterator[str]:
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        if reader.fieldnames is None or text_column not in reader.fieldnames:
-            raise ValueError(f"{path}:1: no column {text_column!r} in the header (columns: {reader.fieldnames})")
-        for row in reader:
-            if row[text_column] is None:
-                raise ValueError(f"{path}:{reader.line_num}: row has no value for column {text_column!r}")
-            yield row[text_column]
+        try:
+            if reader.fieldnames is None or text_column not in reader.fieldnames:
+                columns = reader.fieldnames
+                raise ValueError(f"{path}:1: no column {text_column!r} in the header (columns: {columns})")
+            for row in reader:
+                if row[text_column] is None:
+                    raise ValueError(f"{path}:{reader.line_num}: row has no value for column {text_column!r}")
+                yield row[text_column]
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 text ({error.reason}) after line {reader.line_num}") from None
 
 
 def _read_file(path: str | os.PathLike, text_column: str) -> Iterator[str]:
     path = Path(path)
+    if path.is_dir():
+        if not any((path / name).is_file() for name in ("dataset_dict.json", "state.json")):
+            raise ValueError(f"{path} is a folder but not a `save_to_disk` dataset: pass the files in it instead")
+        import datasets
+
+        yield from _read_dataset(datasets.load_from_disk(str(path)), text_column)
+        return
     if not path.is_file():
         raise FileNotFoundError(f"corpus file not found: {path}")
     suffix = path.suffix.lower()
@@ -141,11 +164,20 @@ def _read_file(path: str | os.PathLike, text_column: str) -> Iterator[str]:
         yield from _read_text_file(path)
 
 
+def _is_dataset(source) -> bool:
+    import datasets
+
+    return isinstance(
+        source, (datasets.Dataset, datasets.IterableDataset, datasets.DatasetDict, datasets.IterableDatasetDict)
+    )
+
+
 def _read_dataset(dataset, text_column: str) -> Iterator[str]:
     import datasets
 
-    is_dict = isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict))
-    splits = list(dataset.values()) if is_dict else [dataset]
+    splits = [dataset]
+    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        splits = [dataset["train"]] if "train" in dataset else list(dataset.values())
     for split in splits:
         columns = split.column_names
         if columns is not None and text_column not in columns:
@@ -157,10 +189,12 @@ def _read_dataset(dataset, text_column: str) -> Iterator[str]:
 def iter_texts(source, text_column: str = "text") -> Iterator[str]:
     """Yield the texts of `source`: a path, a list of paths, a `datasets` Dataset/DatasetDict, or strings.
 
-    Files: `.txt` (and any unknown suffix) in chunks of lines; `.jsonl`/`.json` the field `text_column`, or
-    instruction/input/output joined by newlines, or the contents of `messages`; `.csv`/`.tsv` the column
-    `text_column`. A list mixes files and strings: an element is a file when it is a `pathlib.Path`, an existing
-    file, or a string ending in a known suffix (so a missing `corpus.txt` raises FileNotFoundError).
+    Files: `.txt` (and any unknown suffix) in chunks of lines, line endings kept; `.jsonl`/`.json` the field
+    `text_column`, else instruction/input/output joined by newlines, else the contents of `messages`; `.csv`/`.tsv`
+    the column `text_column`; a folder written by `Dataset.save_to_disk`. A DatasetDict gives its "train" split
+    (all splits when there is none). In a list or tuple an element is read as a file when it is a `pathlib.Path`,
+    or a string without whitespace that ends in a known suffix or names an existing file (so a missing
+    "corpus.txt" raises FileNotFoundError); any other string is text. Other iterables (generators) yield text.
     """
     if isinstance(source, (str, os.PathLike)):
         yield from _read_file(source, text_column)
@@ -168,21 +202,14 @@ def iter_texts(source, text_column: str = "text") -> Iterator[str]:
     if _is_dataset(source):
         yield from _read_dataset(source, text_column)
         return
+    in_list = isinstance(source, (list, tuple))
     for item in source:
-        if _is_path_like(item):
+        if isinstance(item, os.PathLike) or (in_list and _is_path_like(item)):
             yield from _read_file(item, text_column)
         elif isinstance(item, str):
             yield item
         else:
             raise TypeError(f"corpus items must be str or paths, got {type(item).__name__}: {item!r:.80}")
-
-
-def _is_dataset(source) -> bool:
-    import datasets
-
-    return isinstance(
-        source, (datasets.Dataset, datasets.IterableDataset, datasets.DatasetDict, datasets.IterableDatasetDict)
-    )
 
 
 def _describe(source) -> str:

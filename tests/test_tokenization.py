@@ -143,8 +143,11 @@ def test_hard_unicode_cases_round_trip_exactly(tokenizer, text):
     assert tokenizer.decode(ids) == text  # the defaults of transformers 5 do not clean up spaces either
 
 
+ANY_CHARACTER = st.characters(exclude_categories=("Cs",))  # every code point except lone surrogates (not encodable)
+
+
 @settings(max_examples=300, deadline=None)
-@given(text=st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=200))
+@given(text=st.text(alphabet=ANY_CHARACTER, max_size=200))
 def test_any_unicode_text_round_trips_exactly(tokenizer, text):
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert all(0 <= i < len(tokenizer) for i in ids)
@@ -152,12 +155,7 @@ def test_any_unicode_text_round_trips_exactly(tokenizer, text):
 
 
 @settings(max_examples=150, deadline=None)
-@given(
-    parts=st.lists(
-        st.one_of(st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=20), st.sampled_from(SPECIAL_TOKENS)),
-        max_size=8,
-    )
-)
+@given(parts=st.lists(st.text(alphabet=ANY_CHARACTER, max_size=20) | st.sampled_from(SPECIAL_TOKENS), max_size=8))
 def test_text_mixed_with_special_tokens_round_trips_exactly(tokenizer, parts):
     text = "".join(parts)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -224,7 +222,8 @@ def test_assistant_mask_covers_exactly_assistant_content_and_its_im_end(tokenize
         elif not m and start is not None:
             spans.append((start, i))
             start = None
-    assert [decode_exact(tokenizer, ids[a:b]) for a, b in spans] == [f"大观园 peace!{IM_END}", f" the queen.{IM_END}"]
+    trained_texts = [decode_exact(tokenizer, ids[a:b]) for a, b in spans]
+    assert trained_texts == ["大观园 peace!" + IM_END, " the queen." + IM_END]
     assert all(ids[b - 1] == tokenizer.convert_tokens_to_ids(IM_END) for _, b in spans)  # last one is <|im_end|>
     assert all(mask[b] == 0 for _, b in spans if b < len(mask))  # the "\n" after <|im_end|> is not trained
     user_text = decode_exact(tokenizer, [i for i, m in zip(ids, mask) if not m])
@@ -256,13 +255,25 @@ def test_train_from_text_files_reads_every_file(tmp_path):
     assert_learned_marker(train_tokenizer(b, vocab_size=300, show_progress=False))
 
 
-def test_train_from_datasets_dataset_and_datasetdict():
+def test_train_from_datasets_dataset_datasetdict_train_split_and_saved_folder(tmp_path):
     ds = datasets.Dataset.from_dict({"body": marker_corpus(), "id": list(range(30))})
     assert_learned_marker(train_tokenizer(ds, vocab_size=300, text_column="body", show_progress=False))
-    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": make_corpus(30)}), "test": ds.rename_column("body", "text")})
-    assert_learned_marker(train_tokenizer(dd, vocab_size=400, show_progress=False))
     with pytest.raises(ValueError, match="no column 'text'.*body"):
         train_tokenizer(ds, vocab_size=300, show_progress=False)
+
+    marker_split = ds.rename_column("body", "text")
+    other_split = datasets.Dataset.from_dict({"text": make_corpus(30), "id": list(range(30))})
+    with_train = datasets.DatasetDict({"train": marker_split, "validation": other_split})
+    assert_learned_marker(train_tokenizer(with_train, vocab_size=400, show_progress=False))
+    reversed_splits = datasets.DatasetDict({"train": other_split, "test": marker_split})
+    only_train_read = train_tokenizer(reversed_splits, vocab_size=400, show_progress=False)
+    assert len(only_train_read.tokenize(MARKER)) > 1  # the test split stays out of the vocabulary
+
+    with_train.save_to_disk(tmp_path / "saved")
+    assert_learned_marker(train_tokenizer(tmp_path / "saved", vocab_size=400, show_progress=False))
+    (tmp_path / "plain_folder").mkdir()
+    with pytest.raises(ValueError, match="plain_folder is a folder"):
+        train_tokenizer(tmp_path / "plain_folder", show_progress=False)
 
 
 def test_train_from_jsonl_text_field_and_sft_fields(tmp_path):
@@ -288,6 +299,16 @@ def test_train_from_csv_column(tmp_path):
 
 def test_train_from_generator_of_strings():
     assert_learned_marker(train_tokenizer((t for t in marker_corpus()), vocab_size=300, show_progress=False))
+
+
+def test_list_elements_are_files_only_when_they_look_like_paths(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(marker_corpus()), encoding="utf-8")
+    tok = train_tokenizer([str(corpus), "see notes.txt for more"] * 2, vocab_size=300, show_progress=False)
+    assert_learned_marker(tok)  # the file was read, the sentence was taken as text
+    assert len(tok.tokenize(" notes")) == 1
+    with pytest.raises(FileNotFoundError, match="no_such_notes.md"):
+        train_tokenizer(["some text", "no_such_notes.md"], show_progress=False)
 
 
 # --- errors ----------------------------------------------------------------------------------------------------------
@@ -333,6 +354,13 @@ def test_vocab_size_below_bytes_plus_specials_names_both_numbers():
 def test_non_string_items_are_rejected_with_their_type():
     with pytest.raises(TypeError, match="int"):
         train_tokenizer(["text", 3], show_progress=False)
+
+
+def test_non_utf8_file_names_file_and_line(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("first line\ncaf\xe9 au lait\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.txt:2: not UTF-8"):
+        train_tokenizer(path, show_progress=False)
 
 
 # --- compression -----------------------------------------------------------------------------------------------------
