@@ -1,0 +1,330 @@
+"""Model cards filled from the training run's own records, in English and 中文.
+
+Read, when present in the model folder: `trainer_state.json` (Trainer's log history), `training_args.json` or
+`training_args.bin`, `all_results.json` / `train_results.json` / `eval_results.json` (Trainer.save_metrics),
+`run_record.json` (or any JSON given as `record`); and always `config.json` and the weights' headers.
+A number the records do not hold is left out, and the card says it was not recorded.
+"""
+
+import importlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ._io import read_config, read_json, safetensors_parameter_count
+
+RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json")
+# TrainingArguments fields worth showing, in display order
+SETTINGS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+            "gradient_accumulation_steps", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay",
+            "max_grad_norm", "optim", "bf16", "fp16", "seed")
+_DATA_SUFFIXES = (".txt", ".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow")
+
+
+@dataclass
+class RunRecords:
+    """What a training run recorded about itself."""
+
+    sources: list = field(default_factory=list)  # file names actually read
+    settings: dict = field(default_factory=dict)  # training hyperparameters
+    progress: dict = field(default_factory=dict)  # steps, epochs, final training loss, runtime
+    evaluation: dict = field(default_factory=dict)  # final eval_* metrics (and the step they were taken at)
+    datasets: list = field(default_factory=list)
+    language: list = field(default_factory=list)
+    base_model: str | None = None
+    notes: list = field(default_factory=list)
+
+
+def _load_training_args_bin(path: Path):
+    """`training_args.bin` through `torch.load(weights_only=True)`, allowing only transformers/accelerate classes."""
+    names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    foreign = [name for name in names if not name.startswith(("transformers.", "accelerate."))]
+    if foreign:
+        raise ValueError(f"it references classes outside transformers/accelerate ({', '.join(foreign)})")
+    classes = []
+    for name in names:
+        module, _, attribute = name.rpartition(".")
+        classes.append(getattr(importlib.import_module(module), attribute))
+    with torch.serialization.safe_globals(classes):
+        args = torch.load(path, map_location="cpu", weights_only=True)
+    return args.to_dict() if hasattr(args, "to_dict") else dict(vars(args))
+
+
+def _pick_settings(args: dict) -> dict:
+    return {k: args[k] for k in SETTINGS if args.get(k) not in (None, "")}
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _merge_run_record(records: RunRecords, record: dict) -> None:
+    for key in ("datasets", "dataset", "train_files", "train_file", "data_files", "data"):
+        if isinstance(record.get(key), (str, list)):
+            records.datasets += [str(d) for d in _as_list(record[key])]
+    records.language += _as_list(record.get("language"))
+    records.base_model = record.get("base_model") or records.base_model
+    for key in ("settings", "training", "args", "training_args", "hyperparameters"):
+        if isinstance(record.get(key), dict):
+            records.settings.update({k: v for k, v in record[key].items() if isinstance(v, (int, float, str, bool))})
+    for key in ("metrics", "eval", "evaluation", "eval_results"):
+        if isinstance(record.get(key), dict):
+            records.evaluation.update({k: v for k, v in record[key].items() if isinstance(v, (int, float))})
+
+
+def read_run_records(folder, record=None) -> RunRecords:
+    """Everything the training run wrote about itself into `folder` (plus an optional run-record JSON).
+
+    读取训练过程自己留下的记录（trainer_state.json、training_args、*_results.json、run_record.json）。
+    """
+    folder = Path(folder)
+    records = RunRecords()
+
+    state_path = folder / "trainer_state.json"
+    if state_path.is_file():
+        state = read_json(state_path)
+        records.sources.append(state_path.name)
+        history = state.get("log_history", [])
+        for name in ("global_step", "epoch", "max_steps", "num_train_epochs", "train_batch_size"):
+            if state.get(name) is not None:
+                records.progress[name] = state[name]
+        train_losses = [entry for entry in history if "loss" in entry]
+        if train_losses:
+            records.progress["final_train_loss"] = train_losses[-1]["loss"]
+        evals = [entry for entry in history if "eval_loss" in entry]
+        if evals:
+            records.evaluation.update({k: v for k, v in evals[-1].items()
+                                       if k.startswith("eval_") and isinstance(v, (int, float))})
+            records.evaluation["step"] = evals[-1].get("step")
+        summary = [entry for entry in history if "train_runtime" in entry]
+        if summary:
+            records.progress.update({k: v for k, v in summary[-1].items() if k.startswith("train_")})
+
+    if (folder / "training_args.json").is_file():
+        records.settings.update(_pick_settings(read_json(folder / "training_args.json")))
+        records.sources.append("training_args.json")
+    elif (folder / "training_args.bin").is_file():
+        try:
+            records.settings.update(_pick_settings(_load_training_args_bin(folder / "training_args.bin")))
+            records.sources.append("training_args.bin")
+        except Exception as error:
+            records.notes.append(f"training_args.bin was not read ({error}).")
+
+    for name in RESULT_FILES:
+        if (folder / name).is_file():
+            results = read_json(folder / name)
+            records.sources.append(name)
+            records.evaluation.update({k: v for k, v in results.items()
+                                       if k.startswith("eval_") and isinstance(v, (int, float))})
+            records.progress.update({k: v for k, v in results.items()
+                                     if k.startswith("train_") and isinstance(v, (int, float))})
+
+    for path in ([folder / "run_record.json"] if (folder / "run_record.json").is_file() else []) + \
+            ([Path(record)] if record else []):
+        _merge_run_record(records, read_json(path))
+        records.sources.append(path.name)
+
+    if "eval_loss" in records.evaluation and "eval_perplexity" not in records.evaluation:
+        records.evaluation["eval_perplexity"] = math.exp(records.evaluation["eval_loss"])
+    records.datasets = list(dict.fromkeys(records.datasets))
+    records.language = list(dict.fromkeys(records.language))
+    return records
+
+
+def _hub_dataset_ids(datasets):
+    """The entries that look like Hub dataset ids (local files stay in the card's text only)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    ids = []
+    for name in datasets:
+        try:
+            validate_repo_id(name)
+        except HFValidationError:
+            continue
+        if not name.lower().endswith(_DATA_SUFFIXES):
+            ids.append(name)
+    return ids
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def _architecture(config: dict, parameters: int | None) -> list[tuple[str, str, str]]:
+    """(English label, 中文标签, value) rows from config.json."""
+    rows = []
+    llama = config.get("model_type") == "scratch_llama2"
+    family = "LLaMA-2 style (RMSNorm, RoPE, SwiGLU, GQA)" if llama else "GPT-2 style (LayerNorm, learned positions, GELU)"
+    rows.append(("Family", "模型结构", f"{family}, model_type `{config.get('model_type')}`"))
+    if parameters is not None:
+        rows.append(("Parameters (stored)", "参数量（实际存储）", _fmt(parameters)))
+    for key, en, zh in (("num_hidden_layers", "Layers", "层数"), ("hidden_size", "Hidden size", "隐藏维度"),
+                        ("num_attention_heads", "Attention heads", "注意力头数"),
+                        ("num_key_value_heads", "Key/value heads", "键值头数（GQA）"),
+                        ("intermediate_size", "MLP size", "前馈层维度"), ("vocab_size", "Vocabulary", "词表大小"),
+                        ("max_position_embeddings", "Context length", "上下文长度"),
+                        ("rope_theta", "RoPE theta", "RoPE 基数"), ("tie_word_embeddings", "Tied embeddings", "共享输入输出嵌入"),
+                        ("dtype", "Weights dtype", "权重精度")):
+        if config.get(key) is not None:
+            rows.append((en, zh, _fmt(config[key])))
+    return rows
+
+
+def _table(rows, zh: bool) -> str:
+    header = "| 项目 | 数值 |\n|---|---|" if zh else "| Item | Value |\n|---|---|"
+    return header + "\n" + "\n".join(f"| {row[1] if zh else row[0]} | {row[2]} |" for row in rows)
+
+
+_SETTING_LABELS = {
+    "learning_rate": "学习率", "num_train_epochs": "训练轮数", "max_steps": "最大步数",
+    "per_device_train_batch_size": "每设备批大小", "gradient_accumulation_steps": "梯度累积步数",
+    "lr_scheduler_type": "学习率调度", "warmup_steps": "预热步数", "warmup_ratio": "预热比例",
+    "weight_decay": "权重衰减", "max_grad_norm": "梯度裁剪", "optim": "优化器", "bf16": "bf16", "fp16": "fp16",
+    "seed": "随机种子", "global_step": "完成步数", "epoch": "完成轮数", "final_train_loss": "最终训练损失",
+    "train_runtime": "训练耗时（秒）", "train_loss": "平均训练损失", "train_samples_per_second": "每秒样本数",
+    "train_batch_size": "批大小",
+}
+_EVAL_LABELS = {"eval_loss": ("Validation loss (nats/token)", "验证集损失（nats/token）"),
+                "eval_perplexity": ("Validation perplexity", "验证集困惑度"),
+                "eval_accuracy": ("Validation accuracy", "验证集准确率")}
+
+
+def build_model_card(model_folder, repo_id: str, *, weights_folder=None, license: str | None = "apache-2.0",
+                     language=None, datasets=None, base_model: str | None = None, record=None,
+                     has_chat_template: bool = False) -> ModelCard:
+    """A Hub model card (YAML metadata + English and 中文 sections) for the model in `model_folder`.
+
+    `weights_folder` is where the safetensors to count live (the staged folder; default `model_folder`).
+    Arguments override the run records; nothing is invented when both are silent.
+    根据训练记录生成中英双语模型卡；记录中没有的数字不会编造，卡片中会注明“未记录”。
+    """
+    model_folder = Path(model_folder)
+    config = read_config(weights_folder or model_folder)
+    records = read_run_records(model_folder, record)
+    try:
+        parameters = safetensors_parameter_count(weights_folder or model_folder)
+    except (FileNotFoundError, OSError):
+        parameters = None
+    language = _as_list(language) or records.language
+    datasets = _as_list(datasets) or records.datasets
+    base_model = base_model or records.base_model
+    evaluation = {k: v for k, v in records.evaluation.items() if k != "step"}
+
+    eval_results = None
+    if "eval_perplexity" in evaluation:
+        dataset_ids = _hub_dataset_ids(datasets)
+        eval_results = [EvalResult(task_type="text-generation", task_name="Causal language modeling",
+                                   dataset_type=dataset_ids[0] if dataset_ids else "custom",
+                                   dataset_name=datasets[0] if datasets else "held-out validation split",
+                                   metric_type="perplexity", metric_name="Perplexity",
+                                   metric_value=round(float(evaluation["eval_perplexity"]), 4))]
+    tags = ["scratchformers", config.get("model_type", "custom"), "text-generation", "custom_code"]
+    data = ModelCardData(
+        license=license, language=language or None, library_name="transformers", pipeline_tag="text-generation",
+        tags=tags, base_model=base_model, datasets=_hub_dataset_ids(datasets) or None,
+        metrics=(["perplexity"] if "eval_perplexity" in evaluation else None),
+        model_name=repo_id.split("/")[-1], eval_results=eval_results,
+    )
+
+    architecture = _architecture(config, parameters)
+    training_rows = [(k, _SETTING_LABELS.get(k, k), _fmt(v)) for k, v in {**records.progress,
+                                                                          **records.settings}.items()]
+    eval_rows = [(_EVAL_LABELS.get(k, (k, k))[0], _EVAL_LABELS.get(k, (k, k))[1], _fmt(v)) for k, v in evaluation.items()]
+    step = records.evaluation.get("step")
+    sources = ", ".join(f"`{s}`" for s in records.sources) or None
+
+    def section(zh: bool) -> str:
+        t = (lambda en, cn: cn if zh else en)
+        lines = [t("## Model", "## 模型"), "",
+                 t(f"`{repo_id}` is a causal language model built with "
+                   f"scratchformers: models written from scratch, native to 🤗 transformers.",
+                   f"`{repo_id}` 是用 scratchformers 训练的因果语言模型：从零手写、原生兼容 🤗 transformers。"), ""]
+        if base_model:
+            lines += [t(f"Fine-tuned from [`{base_model}`](https://huggingface.co/{base_model}).",
+                        f"在 [`{base_model}`](https://huggingface.co/{base_model}) 的基础上微调。"), ""]
+        lines += [t("### Architecture and size", "### 结构与规模"), "", _table(architecture, zh), ""]
+        lines += [t("### Training data and settings", "### 训练数据与设置"), ""]
+        if datasets:
+            lines += [t("Data: ", "数据：") + ", ".join(f"`{d}`" for d in datasets), ""]
+        else:
+            lines += [t("The run records do not name the training data.", "训练记录中没有注明训练数据。"), ""]
+        if training_rows:
+            lines += [t(f"From the run's records ({sources}):", f"来自训练记录（{sources}）："), "",
+                      _table(training_rows, zh), ""]
+        else:
+            lines += [t("No training record (trainer_state.json, training_args) was found with the model, so the "
+                        "training settings are not reported.",
+                        "模型目录中没有训练记录（trainer_state.json、training_args），因此不报告训练设置。"), ""]
+        lines += [t("### Evaluation results", "### 评测结果"), ""]
+        if eval_rows:
+            at = t(f" at step {step}", f"（第 {step} 步）") if step is not None else ""
+            lines += [t(f"Last evaluation recorded by the run{at}:", f"训练过程最后一次记录的评测{at}："), "",
+                      _table(eval_rows, zh), ""]
+        else:
+            lines += [t("The run records hold no evaluation results, so none are reported.",
+                        "训练记录中没有评测结果，因此不报告。"), ""]
+        lines += [t("### How to load and generate", "### 加载与生成"), "",
+                  t("Needs only `transformers` and `torch`; the model code ships with the weights "
+                    "(`trust_remote_code=True`).",
+                    "只需安装 `transformers` 与 `torch`；模型代码随权重一起发布（需 `trust_remote_code=True`）。"), "",
+                  "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+                  f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+                  f'model = AutoModelForCausalLM.from_pretrained("{repo_id}", trust_remote_code=True)']
+        if has_chat_template:
+            lines += ['messages = [{"role": "user", "content": "' + t("Tell me a story.", "讲一个故事。") + '"}]',
+                      "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, "
+                      "return_tensors=\"pt\", return_dict=True)"]
+        else:
+            lines += ['inputs = tokenizer("' + t("Once upon a time", "从前") + '", return_tensors="pt")']
+        lines += ["output = model.generate(**inputs, max_new_tokens=64, do_sample=True, top_p=0.9, temperature=0.8)",
+                  "print(tokenizer.decode(output[0], skip_special_tokens=True))", "```", ""]
+        context = config.get("max_position_embeddings")
+        lines += [t("### Limits", "### 局限"), "",
+                  t(f"- A small model trained from scratch: expect fluent-looking but often wrong or incoherent text; "
+                    f"do not rely on it for facts or decisions.\n"
+                    f"- It reflects its training data, including its biases, and has no safety tuning.\n"
+                    f"- Inputs longer than {context} tokens are rejected (learned/rotary positions up to that length).",
+                    f"- 从零训练的小模型：生成的文字可能通顺但经常错误或不连贯，不要依赖其事实或用于决策。\n"
+                    f"- 模型反映训练数据（包括其中的偏见），未经过安全对齐。\n"
+                    f"- 输入超过 {context} 个 token 会被拒绝（位置编码只覆盖这个长度）。"), ""]
+        return "\n".join(lines)
+
+    notes = "".join(f"\n> Note: {note}\n" for note in records.notes)
+    content = (f"---\n{data.to_yaml()}\n---\n\n# {repo_id.split('/')[-1]}\n\n[English](#model) · [中文](#模型)\n"
+               f"{notes}\n{section(False)}\n---\n\n{section(True)}")
+    return ModelCard(content)
+
+
+def build_adapter_card(repo_id: str, base_model: str, adapter_config: dict, *, license=None, language=None,
+                       datasets=None, subfolder: str | None = None) -> ModelCard:
+    """A card for a PEFT LoRA adapter that names its base model (English and 中文)."""
+    data = ModelCardData(license=license, language=_as_list(language) or None, library_name="peft",
+                         base_model=base_model, tags=["scratchformers", "lora", "peft", f"base_model:adapter:{base_model}"],
+                         datasets=_hub_dataset_ids(_as_list(datasets)) or None, pipeline_tag="text-generation")
+    rank, alpha = adapter_config.get("r"), adapter_config.get("lora_alpha")
+    targets = adapter_config.get("target_modules")
+    targets = ", ".join(sorted(targets)) if isinstance(targets, (list, set)) else targets
+    sub = f', subfolder="{subfolder}"' if subfolder else ""
+    code = ("```python\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+            f'base = AutoModelForCausalLM.from_pretrained("{base_model}", trust_remote_code=True)\n'
+            f'model = PeftModel.from_pretrained(base, "{repo_id}"{sub})\n'
+            f'tokenizer = AutoTokenizer.from_pretrained("{base_model}")\n```')
+    body = (f"# LoRA adapter for {base_model}\n\n"
+            f"A PEFT LoRA adapter (rank {rank}, alpha {alpha}, task {adapter_config.get('task_type')}, "
+            f"target modules: {targets}) for the base model [`{base_model}`](https://huggingface.co/{base_model}).\n\n"
+            f"{code}\n\n`model.merge_and_unload()` folds the adapter into the base weights.\n\n---\n\n"
+            f"# {base_model} 的 LoRA 适配器\n\n"
+            f"PEFT 格式的 LoRA 适配器（秩 {rank}，alpha {alpha}，任务 {adapter_config.get('task_type')}，"
+            f"目标模块：{targets}），基础模型为 [`{base_model}`](https://huggingface.co/{base_model})。加载方式同上；"
+            f"`model.merge_and_unload()` 可把适配器合并进基础权重。\n")
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
