@@ -46,17 +46,20 @@ DEFAULT_CHAT_TEMPLATE = (
 TEXT_SUFFIXES = {".txt", ".text", ".md"}
 JSON_SUFFIXES = {".jsonl", ".json"}
 CSV_SUFFIXES = {".csv", ".tsv"}
+KNOWN_SUFFIXES = TEXT_SUFFIXES | JSON_SUFFIXES | CSV_SUFFIXES
 SFT_FIELDS = ("instruction", "input", "output")
 _LINES_PER_CHUNK = 256  # text files are fed to BPE in chunks of lines so that runs like "\n\n" are learned too
 
 
 def _is_path_like(item) -> bool:
-    """A list element is a file when it is a Path, or a string without whitespace naming a known format or a file."""
+    """A list element is a file when it is a Path, names an existing file, or is one word ending in a known suffix."""
     if isinstance(item, os.PathLike):
         return True
-    if not isinstance(item, str) or not item or any(c.isspace() for c in item) or len(item) > 4096:
+    if not isinstance(item, str) or not item or "\n" in item or len(item) > 4096:
         return False
-    return Path(item).suffix.lower() in TEXT_SUFFIXES | JSON_SUFFIXES | CSV_SUFFIXES or os.path.isfile(item)
+    if os.path.isfile(item):
+        return True
+    return not any(c.isspace() for c in item) and Path(item).suffix.lower() in KNOWN_SUFFIXES
 
 
 def _record_text(record, text_column: str, where: str) -> str:
@@ -193,8 +196,8 @@ def iter_texts(source, text_column: str = "text") -> Iterator[str]:
     `text_column`, else instruction/input/output joined by newlines, else the contents of `messages`; `.csv`/`.tsv`
     the column `text_column`; a folder written by `Dataset.save_to_disk`. A DatasetDict gives its "train" split
     (all splits when there is none). In a list or tuple an element is read as a file when it is a `pathlib.Path`,
-    or a string without whitespace that ends in a known suffix or names an existing file (so a missing
-    "corpus.txt" raises FileNotFoundError); any other string is text. Other iterables (generators) yield text.
+    names an existing file, or is a string without whitespace ending in a known suffix (so a missing "corpus.txt"
+    raises FileNotFoundError); any other string is text. Other iterables (generators) yield text.
     """
     if isinstance(source, (str, os.PathLike)):
         yield from _read_file(source, text_column)

@@ -302,7 +302,7 @@ def test_train_from_generator_of_strings():
 
 
 def test_list_elements_are_files_only_when_they_look_like_paths(tmp_path):
-    corpus = tmp_path / "c.txt"
+    corpus = tmp_path / "my corpus.txt"  # an existing file is read even with a space in its name
     corpus.write_text("".join(marker_corpus()), encoding="utf-8")
     tok = train_tokenizer([str(corpus), "see notes.txt for more"] * 2, vocab_size=300, show_progress=False)
     assert_learned_marker(tok)  # the file was read, the sentence was taken as text
