@@ -155,7 +155,7 @@ def _resolve_token(token: str | None) -> str:
     return token
 
 
-def _call(step: str, repo_id: str, endpoint: str, method, **kwargs):
+def _call(step: str, repo_id: str, endpoint: str, method, /, **kwargs):
     """Run one HfApi call, turning its failures into a `HubError` that says what to do."""
     try:
         return method(**kwargs)
