@@ -2,6 +2,7 @@
 
 import csv
 import json
+import pickle
 import random
 
 import datasets
@@ -108,6 +109,14 @@ def test_saved_folder_has_transformers_files_and_autotokenizer_reload_encodes_id
     assert (reloaded.eos_token_id, reloaded.pad_token_id, reloaded.bos_token_id) == (0, 1, 0)
     assert reloaded.get_vocab() == tokenizer.get_vocab()
     assert load_tokenizer(tmp_path).get_vocab() == tokenizer.get_vocab()
+
+
+def test_pickled_tokenizer_encodes_identically_for_multiprocess_datasets_map(tokenizer):
+    copy = pickle.loads(pickle.dumps(tokenizer))
+    samples = make_corpus(10, seed=3)
+    assert copy(samples)["input_ids"] == tokenizer(samples)["input_ids"]
+    rendered = tokenizer.apply_chat_template(CONVERSATION, tokenize=False)
+    assert copy.apply_chat_template(CONVERSATION, tokenize=False) == rendered
 
 
 def test_load_tokenizer_names_a_folder_without_tokenizer_files(tmp_path):
