@@ -35,10 +35,12 @@ def _add_hub_options(parser):
     hub.add_argument("--token", help="Hugging Face token (default: HF_TOKEN or the one saved by `hf auth login`)")
     hub.add_argument("--endpoint", help="Hub URL for self-hosted Hub-compatible servers (default: HF_ENDPOINT or "
                                         "https://huggingface.co)")
-    hub.add_argument("--dry-run", nargs="?", const="", default=None, metavar="DIR",
-                     help="write the exact folder that would be uploaded to DIR (default: <folder>-hub-staging), "
-                          "print its files and sizes, and upload nothing")
-    hub.add_argument("--overwrite", action="store_true", help="let --dry-run replace a non-empty DIR")
+    hub.add_argument("--dry-run", action="store_true",
+                     help="write the exact folder that would be uploaded (see --staging-dir), print its files and "
+                          "sizes, and upload nothing")
+    hub.add_argument("--staging-dir", metavar="DIR",
+                     help="where --dry-run writes the folder (default: <folder>-hub-staging)")
+    hub.add_argument("--overwrite", action="store_true", help="let --dry-run replace a non-empty staging folder")
 
 
 def _add_card_options(parser):
@@ -58,7 +60,8 @@ def _card_options(args) -> dict:
 
 def _hub_options(args) -> dict:
     return dict(private=args.private, revision=args.revision, commit_message=args.commit_message, token=args.token,
-                endpoint=args.endpoint, dry_run=args.dry_run, overwrite=args.overwrite)
+                endpoint=args.endpoint, dry_run=(args.staging_dir or "") if args.dry_run else None,
+                overwrite=args.overwrite)
 
 
 @_clean_errors

@@ -81,7 +81,7 @@ def model_folder(tmp_path):
 def test_dry_run_writes_exactly_the_repo_files_lists_them_with_sizes_and_leaves_the_source_untouched(
         tmp_path, model_folder, capsys):
     before = _digest(model_folder)
-    assert cli.main(["push", str(model_folder), "alice/tiny-llama2", "--dry-run", str(tmp_path / "staged")]) == 0
+    assert cli.main(["push", str(model_folder), "alice/tiny-llama2", "--dry-run", "--staging-dir", str(tmp_path / "staged")]) == 0
     staged = tmp_path / "staged"
     assert sorted(p.name for p in staged.iterdir()) == EXPECTED_FILES["llama2"]
     config = json.loads((staged / "config.json").read_text())
@@ -94,7 +94,7 @@ def test_dry_run_writes_exactly_the_repo_files_lists_them_with_sizes_and_leaves_
     assert "would upload to https://huggingface.co/alice/tiny-llama2" in printed
     assert _digest(model_folder) == before
     with pytest.raises(SystemExit, match="not empty; pass --overwrite"):
-        cli.main(["push", str(model_folder), "alice/tiny-llama2", "--dry-run", str(staged)])
+        cli.main(["push", str(model_folder), "alice/tiny-llama2", "--dry-run", "--staging-dir", str(staged)])
 
 
 def test_push_creates_repo_and_branch_then_uploads_the_dry_run_folder_in_one_commit(tmp_path, model_folder):
@@ -251,7 +251,7 @@ def test_folder_without_weights_or_tokenizer_is_refused_by_name(tmp_path):
 
     (tmp_path / "run" / "model.safetensors").unlink()
     with pytest.raises(SystemExit, match="holds no model weights: expected one of model.safetensors.index.json"):
-        cli.main(["push", str(tmp_path / "run"), "alice/m", "--dry-run", str(tmp_path / "staged2")])
+        cli.main(["push", str(tmp_path / "run"), "alice/m", "--dry-run", "--staging-dir", str(tmp_path / "staged2")])
     assert not (tmp_path / "staged2").exists()
 
 
