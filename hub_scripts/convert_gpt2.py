@@ -12,14 +12,16 @@ from pathlib import Path
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from scratchformers import GPTConfig, GPTForCausalLM
-from scratchformers.conversion import gpt_from_gpt2, gpt_to_gpt2
+from scratchformers.conversion import _GPT2_IGNORED, gpt_from_gpt2, gpt_to_gpt2
 
 from ._io import atomic_output_folder, copy_tokenizer_files, read_config
 from ._models import carry_generation_config, load_folder_strict
 
 
-def _add_transformer_prefix(state_dict: dict) -> dict:
-    """Checkpoints saved from `GPT2Model` (e.g. the original `gpt2` upload) lack the `transformer.` prefix."""
+def _native_keys(state_dict: dict) -> dict:
+    """Drop old causal-mask buffers, and add the `transformer.` prefix that checkpoints saved from `GPT2Model`
+    (e.g. the original `gpt2` upload) lack."""
+    state_dict = {key: value for key, value in state_dict.items() if not _GPT2_IGNORED.search(key)}
     if any(key.startswith("transformer.") for key in state_dict):
         return state_dict
     return {(key if key.startswith("lm_head.") else f"transformer.{key}"): value for key, value in state_dict.items()}
@@ -33,7 +35,7 @@ def gpt2_folder_to_gpt(source, output, overwrite: bool = False) -> Path:
     source = Path(source)
     read_config(source, ("gpt2",))
     native = load_folder_strict(GPT2LMHeadModel, GPT2Config.from_pretrained(source), source,
-                                rename=_add_transformer_prefix)
+                                rename=_native_keys)
     model = gpt_from_gpt2(native)
     carry_generation_config(source, model)
     with atomic_output_folder(output, overwrite, sources=[source]) as staging:

@@ -218,3 +218,21 @@ def test_cli_convert_detects_the_direction_and_never_overwrites_without_flag(tmp
     assert not (out / "notes.txt").exists()
     assert json.loads((out / "config.json").read_text())["model_type"] == "scratch_llama2"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial folders left
+
+
+def test_gpt2_folder_in_the_original_upload_layout_converts(tmp_path):
+    """openai-community/gpt2 stores GPT2Model keys (no `transformer.` prefix), causal-mask buffers and n_inner=None."""
+    native = _native_gpt2()
+    native.config.n_inner = None
+    native.config.activation_function = "gelu_new"
+    native = GPT2LMHeadModel(native.config).eval()
+    native.save_pretrained(tmp_path / "gpt2")
+    state_dict = {k.removeprefix("transformer."): v for k, v in load_file(tmp_path / "gpt2" / "model.safetensors").items()}
+    for i in range(native.config.n_layer):
+        state_dict[f"h.{i}.attn.bias"] = torch.tril(torch.ones(1, 1, 64, 64))
+    save_file(state_dict, tmp_path / "gpt2" / "model.safetensors", metadata={"format": "pt"})
+
+    assert cli.main(["convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")]) == 0
+    ours = AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    assert ours.config.intermediate_size == 4 * ours.config.hidden_size and ours.config.hidden_act == "gelu_new"
+    _assert_same_outputs(ours, native)
