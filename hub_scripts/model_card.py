@@ -220,19 +220,21 @@ def build_model_card(model_folder, repo_id: str, *, weights_folder=None, license
     base_model = base_model or records.base_model
     evaluation = {k: v for k, v in records.evaluation.items() if k != "step"}
 
+    classifier = any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
+    task = "text-classification" if classifier else "text-generation"
+    metric = ("accuracy", "eval_accuracy", "Accuracy") if classifier else ("perplexity", "eval_perplexity", "Perplexity")
     eval_results = None
-    if "eval_perplexity" in evaluation:
+    if metric[1] in evaluation:
         dataset_ids = _hub_dataset_ids(datasets)
-        eval_results = [EvalResult(task_type="text-generation", task_name="Causal language modeling",
-                                   dataset_type=dataset_ids[0] if dataset_ids else "custom",
+        eval_results = [EvalResult(task_type=task, dataset_type=dataset_ids[0] if dataset_ids else "custom",
                                    dataset_name=datasets[0] if datasets else "held-out validation split",
-                                   metric_type="perplexity", metric_name="Perplexity",
-                                   metric_value=round(float(evaluation["eval_perplexity"]), 4))]
-    tags = ["scratchformers", config.get("model_type", "custom"), "text-generation", "custom_code"]
+                                   metric_type=metric[0], metric_name=metric[2],
+                                   metric_value=round(float(evaluation[metric[1]]), 4))]
+    tags = ["scratchformers", config.get("model_type", "custom"), task, "custom_code"]
     data = ModelCardData(
-        license=license, language=language or None, library_name="transformers", pipeline_tag="text-generation",
+        license=license, language=language or None, library_name="transformers", pipeline_tag=task,
         tags=tags, base_model=base_model, datasets=_hub_dataset_ids(datasets) or None,
-        metrics=(["perplexity"] if "eval_perplexity" in evaluation else None),
+        metrics=([metric[0]] if metric[1] in evaluation else None),
         model_name=repo_id.split("/")[-1], eval_results=eval_results,
     )
 
@@ -273,30 +275,44 @@ def build_model_card(model_folder, repo_id: str, *, weights_folder=None, license
         else:
             lines += [t("The run records hold no evaluation results, so none are reported.",
                         "训练记录中没有评测结果，因此不报告。"), ""]
-        lines += [t("### How to load and generate", "### 加载与生成"), "",
+        lines += [t("### How to load and use", "### 加载与使用") if classifier else
+                  t("### How to load and generate", "### 加载与生成"), "",
                   t("Needs only `transformers` and `torch`; the model code ships with the weights "
                     "(`trust_remote_code=True`).",
                     "只需安装 `transformers` 与 `torch`；模型代码随权重一起发布（需 `trust_remote_code=True`）。"), "",
-                  "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                  f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
-                  f'model = AutoModelForCausalLM.from_pretrained("{repo_id}", trust_remote_code=True)']
-        if has_chat_template:
-            lines += ['messages = [{"role": "user", "content": "' + t("Tell me a story.", "讲一个故事。") + '"}]',
-                      "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, "
-                      "return_tensors=\"pt\", return_dict=True)"]
+                  "```python"]
+        if classifier:
+            lines += ["from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline", "",
+                      f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+                      f'model = AutoModelForSequenceClassification.from_pretrained("{repo_id}", trust_remote_code=True)',
+                      'classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
+                      'print(classify("' + t("What a wonderful film!", "这部电影太好看了！") + '"))', "```", ""]
         else:
-            lines += ['inputs = tokenizer("' + t("Once upon a time", "从前") + '", return_tensors="pt")']
-        lines += ["output = model.generate(**inputs, max_new_tokens=64, do_sample=True, top_p=0.9, temperature=0.8)",
-                  "print(tokenizer.decode(output[0], skip_special_tokens=True))", "```", ""]
+            lines += ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+                      f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+                      f'model = AutoModelForCausalLM.from_pretrained("{repo_id}", trust_remote_code=True)']
+            if has_chat_template:
+                lines += ['messages = [{"role": "user", "content": "' + t("Tell me a story.", "讲一个故事。") + '"}]',
+                          "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, "
+                          "return_tensors=\"pt\", return_dict=True)"]
+            else:
+                lines += ['inputs = tokenizer("' + t("Once upon a time", "从前") + '", return_tensors="pt")']
+            lines += ["output = model.generate(**inputs, max_new_tokens=64, do_sample=True, top_p=0.9, "
+                      "temperature=0.8)",
+                      "print(tokenizer.decode(output[0], skip_special_tokens=True))", "```", ""]
         context = config.get("max_position_embeddings")
-        lines += [t("### Limits", "### 局限"), "",
-                  t(f"- A small model trained from scratch: expect fluent-looking but often wrong or incoherent text; "
-                    f"do not rely on it for facts or decisions.\n"
-                    f"- It reflects its training data, including its biases, and has no safety tuning.\n"
-                    f"- Inputs longer than {context} tokens are rejected (learned/rotary positions up to that length).",
-                    f"- 从零训练的小模型：生成的文字可能通顺但经常错误或不连贯，不要依赖其事实或用于决策。\n"
-                    f"- 模型反映训练数据（包括其中的偏见），未经过安全对齐。\n"
-                    f"- 输入超过 {context} 个 token 会被拒绝（位置编码只覆盖这个长度）。"), ""]
+        first_limit = (
+            t("- A small model trained from scratch: its predictions are often wrong outside the training data's "
+              "domain; do not rely on it for decisions.",
+              "- 从零训练的小模型：在训练数据以外的领域经常判断错误，不要依赖它做决策。") if classifier else
+            t("- A small model trained from scratch: expect fluent-looking but often wrong or incoherent text; "
+              "do not rely on it for facts or decisions.",
+              "- 从零训练的小模型：生成的文字可能通顺但经常错误或不连贯，不要依赖其事实或用于决策。"))
+        lines += [t("### Limits", "### 局限"), "", first_limit,
+                  t("- It reflects its training data, including its biases, and has no safety tuning.",
+                    "- 模型反映训练数据（包括其中的偏见），未经过安全对齐。"),
+                  t(f"- Inputs longer than {context} tokens are rejected (positions are only learned/rotated up to "
+                    f"that length).", f"- 输入超过 {context} 个 token 会被拒绝（位置编码只覆盖这个长度）。"), ""]
         return "\n".join(lines)
 
     notes = "".join(f"\n> Note: {note}\n" for note in records.notes)

@@ -336,3 +336,21 @@ def test_pushed_folder_loads_by_repo_id_offline_without_scratchformers_with_iden
         assert torch.equal(torch.tensor(got["logits"], dtype=torch.float32), logits)
         assert got["greedy"] == greedy.tolist()
         assert got["chat"] == "<s>user: hi</s>"
+
+
+def test_sequence_classifier_is_staged_with_a_text_classification_card_and_its_recorded_accuracy(tmp_path):
+    model = GPT.seq_cls(GPT.config(num_labels=2)).eval()
+    model.save_pretrained(tmp_path / "cls")
+    make_byte_tokenizer().save_pretrained(tmp_path / "cls")
+    results = {"eval_loss": 0.61, "eval_accuracy": 0.725, "epoch": 1.0}  # what the classify job's all_results.json holds
+    (tmp_path / "cls" / "all_results.json").write_text(json.dumps(results))
+    stage_model_folder(tmp_path / "cls", tmp_path / "staged", repo_id="alice/tiny-cls", datasets=["stanfordnlp/sst2"])
+    config = json.loads((tmp_path / "staged" / "config.json").read_text())
+    assert config["architectures"] == ["GPTForSequenceClassification"]
+    assert config["auto_map"]["AutoModelForSequenceClassification"] == "modeling_gpt.GPTForSequenceClassification"
+    card = ModelCard.load(tmp_path / "staged" / "README.md")
+    assert card.data.pipeline_tag == "text-classification" and card.data.metrics == ["accuracy"]
+    [result] = card.data.eval_results
+    assert (result.metric_type, result.metric_value, result.dataset_type) == ("accuracy", 0.725, "stanfordnlp/sst2")
+    assert "AutoModelForSequenceClassification.from_pretrained(\"alice/tiny-cls\"" in card.text
+    assert "generate(" not in card.text
