@@ -4,6 +4,8 @@ import csv
 import json
 import pickle
 import random
+import subprocess
+import sys
 
 import datasets
 import pytest
@@ -109,6 +111,22 @@ def test_saved_folder_has_transformers_files_and_autotokenizer_reload_encodes_id
     assert (reloaded.eos_token_id, reloaded.pad_token_id, reloaded.bos_token_id) == (0, 1, 0)
     assert reloaded.get_vocab() == tokenizer.get_vocab()
     assert load_tokenizer(tmp_path).get_vocab() == tokenizer.get_vocab()
+
+
+def test_saved_folder_loads_with_plain_transformers_in_a_fresh_process(tokenizer, tmp_path):
+    tokenizer.save_pretrained(tmp_path / "tok")
+    text = "宝玉 and the king 😀\t\r\n"
+    code = (
+        "import json, sys\n"
+        "from transformers import AutoTokenizer\n"
+        f"tok = AutoTokenizer.from_pretrained({str(tmp_path / 'tok')!r})\n"
+        "assert 'scratchformers' not in sys.modules\n"
+        f"print(json.dumps([tok({text!r})['input_ids'], tok.pad_token_id, tok.eos_token_id]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ids, pad_id, eos_id = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (ids, pad_id, eos_id) == (tokenizer(text)["input_ids"], 1, 0)
 
 
 def test_pickled_tokenizer_encodes_identically_for_multiprocess_datasets_map(tokenizer):
