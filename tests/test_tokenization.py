@@ -6,6 +6,7 @@ import pickle
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import pytest
@@ -429,3 +430,21 @@ def test_compression_report_is_a_markdown_row_per_language(tokenizer):
         assert int(cells[3].replace(",", "")) == stats["tokens"]
         assert float(cells[4]) == pytest.approx(stats["bytes_per_token"], abs=0.005)
     assert len(rows) == 1 + len(samples)
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "zh_hongloumeng.txt").is_file(), reason="needs ../shared/data")
+def test_compression_benchmark_on_real_corpora_compresses_english_and_chinese():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "tokenizer_compression.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--vocab-size", "2000", "--data-dir", str(SHARED_DATA)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "held-out" in line]
+    bytes_per_token = {row.split("|")[1].split()[0]: float(row.split("|")[5]) for row in rows}
+    assert bytes_per_token["English"] > 1.5  # merges beat raw bytes (1.0) on held-out text
+    assert bytes_per_token["中文"] > 3.0  # more than one Chinese character (3 bytes) per token
