@@ -55,7 +55,18 @@ def _load_training_args_bin(path: Path):
 
 
 def _pick_settings(args: dict) -> dict:
-    return {k: args[k] for k in SETTINGS if args.get(k) not in (None, "")}
+    picked = {k: args[k] for k in SETTINGS if args.get(k) not in (None, "")}
+    if (picked.get("max_steps") or 0) > 0:
+        picked.pop("num_train_epochs", None)  # max_steps wins; the epoch count is not what ran
+    else:
+        picked.pop("max_steps", None)
+    return picked
+
+
+def _is_quality_metric(key: str, value) -> bool:
+    """eval_* numbers that describe the model (loss, perplexity, accuracy), not the speed of the evaluation."""
+    return (key.startswith("eval_") and isinstance(value, (int, float)) and not isinstance(value, bool)
+            and not key.endswith(("_runtime", "_per_second")))
 
 
 def _as_list(value):
@@ -91,7 +102,7 @@ def read_run_records(folder, record=None) -> RunRecords:
         state = read_json(state_path)
         records.sources.append(state_path.name)
         history = state.get("log_history", [])
-        for name in ("global_step", "epoch", "max_steps", "num_train_epochs", "train_batch_size"):
+        for name in ("global_step", "epoch", "train_batch_size"):
             if state.get(name) is not None:
                 records.progress[name] = state[name]
         train_losses = [entry for entry in history if "loss" in entry]
@@ -99,8 +110,7 @@ def read_run_records(folder, record=None) -> RunRecords:
             records.progress["final_train_loss"] = train_losses[-1]["loss"]
         evals = [entry for entry in history if "eval_loss" in entry]
         if evals:
-            records.evaluation.update({k: v for k, v in evals[-1].items()
-                                       if k.startswith("eval_") and isinstance(v, (int, float))})
+            records.evaluation.update({k: v for k, v in evals[-1].items() if _is_quality_metric(k, v)})
             records.evaluation["step"] = evals[-1].get("step")
         summary = [entry for entry in history if "train_runtime" in entry]
         if summary:
@@ -120,8 +130,7 @@ def read_run_records(folder, record=None) -> RunRecords:
         if (folder / name).is_file():
             results = read_json(folder / name)
             records.sources.append(name)
-            records.evaluation.update({k: v for k, v in results.items()
-                                       if k.startswith("eval_") and isinstance(v, (int, float))})
+            records.evaluation.update({k: v for k, v in results.items() if _is_quality_metric(k, v)})
             records.progress.update({k: v for k, v in results.items()
                                      if k.startswith("train_") and isinstance(v, (int, float))})
 
@@ -201,7 +210,7 @@ _EVAL_LABELS = {"eval_loss": ("Validation loss (nats/token)", "验证集损失�
 
 def build_model_card(model_folder, repo_id: str, *, weights_folder=None, license: str | None = "apache-2.0",
                      language=None, datasets=None, base_model: str | None = None, record=None,
-                     has_chat_template: bool = False) -> ModelCard:
+                     has_chat_template: bool = False, loss_curve: str | None = None) -> ModelCard:
     """A Hub model card (YAML metadata + English and 中文 sections) for the model in `model_folder`.
 
     `weights_folder` is where the safetensors to count live (the staged folder; default `model_folder`).
@@ -263,7 +272,9 @@ def build_model_card(model_folder, repo_id: str, *, weights_folder=None, license
         if training_rows:
             lines += [t(f"From the run's records ({sources}):", f"来自训练记录（{sources}）："), "",
                       _table(training_rows, zh), ""]
-        else:
+        if loss_curve:
+            lines += [f"![{t('Training loss curve', '训练损失曲线')}]({loss_curve})", ""]
+        if not training_rows:
             lines += [t("No training record (trainer_state.json, training_args) was found with the model, so the "
                         "training settings are not reported.",
                         "模型目录中没有训练记录（trainer_state.json、training_args），因此不报告训练设置。"), ""]

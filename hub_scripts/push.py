@@ -3,7 +3,8 @@
 Every request goes through `huggingface_hub.HfApi` (`create_repo`, `create_branch`, `upload_folder`).
 The upload is staged first in a temporary folder that holds exactly what the repo will hold:
 safetensors weights, config.json with `auto_map`, generation_config.json, the remote code
-(`configuration_*.py`, `modeling_*.py`), the tokenizer with its chat template, and README.md (the model card).
+(`configuration_*.py`, `modeling_*.py`), the tokenizer with its chat template, README.md (the model card),
+and the run's loss_curve.png when it has one.
 `dry_run` writes that same folder where you can read it, and uploads nothing.
 """
 
@@ -37,6 +38,7 @@ except ImportError:  # pragma: no cover - older huggingface_hub releases use htt
         _TransportError = ConnectionError
 NETWORK_ERRORS = (ConnectionError, TimeoutError, _TransportError)
 MODEL_TYPES = ("scratch_gpt", "scratch_llama2")
+LOSS_CURVE = "loss_curve.png"  # the plot the training jobs save; shown in the card when present
 
 
 class HubError(RuntimeError):
@@ -105,9 +107,12 @@ def stage_model_folder(folder, output, *, repo_id: str, tokenizer=None, overwrit
     with atomic_output_folder(output, overwrite, sources=[folder, tokenizer_folder]) as staging:
         model.save_pretrained(staging)
         tok.save_pretrained(staging)
+        if (folder / LOSS_CURVE).is_file():
+            shutil.copy2(folder / LOSS_CURVE, staging / LOSS_CURVE)
         card = build_model_card(folder, repo_id, weights_folder=staging, license=license, language=language,
                                 datasets=datasets, base_model=base_model, record=record,
-                                has_chat_template=bool(tok.chat_template))
+                                has_chat_template=bool(tok.chat_template),
+                                loss_curve=LOSS_CURVE if (staging / LOSS_CURVE).is_file() else None)
         card.save(staging / "README.md")
     return Path(output)
 

@@ -155,10 +155,11 @@ def _trained_run(folder):
 
 def test_model_card_metadata_parses_back_and_its_numbers_come_from_the_run_records(tmp_path):
     state = _trained_run(tmp_path / "run")
+    (tmp_path / "run" / "loss_curve.png").write_bytes(b"\x89PNG\r\n\x1a\n plot")  # as the training jobs leave it
     stage_model_folder(tmp_path / "run", tmp_path / "staged", repo_id="alice/tiny-gpt", language=["en", "zh"],
                        datasets=["roneneldan/TinyStories", "../data/en_tinyshakespeare.txt"],
                        base_model="alice/gpt-base", license="mit")
-    assert sorted(p.name for p in (tmp_path / "staged").iterdir()) == EXPECTED_FILES["gpt"]
+    assert sorted(p.name for p in (tmp_path / "staged").iterdir()) == sorted(EXPECTED_FILES["gpt"] + ["loss_curve.png"])
     card = ModelCard.load(tmp_path / "staged" / "README.md")
     data = card.data
     assert (data.license, data.language, data.library_name) == ("mit", ["en", "zh"], "transformers")
@@ -178,6 +179,9 @@ def test_model_card_metadata_parses_back_and_its_numbers_come_from_the_run_recor
     assert "`../data/en_tinyshakespeare.txt`" in text
     assert f"{all_results['eval_loss']:.4g}" in text
     assert "training_args.bin" in text  # read through torch.load(weights_only=True)
+    assert "![Training loss curve](loss_curve.png)" in text and "![训练损失曲线](loss_curve.png)" in text
+    assert "| max_steps | 4 |" in text and "num_train_epochs" not in text  # max_steps ran, not the epoch count
+    assert "eval_runtime" not in text
 
 
 def test_card_without_run_records_reports_no_numbers_and_says_so(model_folder, tmp_path):
