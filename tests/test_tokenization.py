@@ -337,6 +337,9 @@ def test_list_elements_are_files_only_when_they_look_like_paths(tmp_path):
     assert len(tok.tokenize(" notes")) == 1
     with pytest.raises(FileNotFoundError, match="no_such_notes.md"):
         train_tokenizer(["some text", "no_such_notes.md"], show_progress=False)
+    with pytest.raises(FileNotFoundError, match="data/no_such_corpus"):
+        train_tokenizer(["data/no_such_corpus"], show_progress=False)  # a CLI argument with a typo is not text
+    assert_learned_marker(train_tokenizer(iter([MARKER + " data/x"] * 30), vocab_size=300, show_progress=False))
 
 
 # --- errors ----------------------------------------------------------------------------------------------------------
