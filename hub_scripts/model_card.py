@@ -7,7 +7,6 @@ A number the records do not hold is left out, and the card says it was not recor
 """
 
 import importlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,7 +172,8 @@ def _architecture(config: dict, parameters: int | None) -> list[tuple[str, str, 
     """(English label, 中文标签, value) rows from config.json."""
     rows = []
     llama = config.get("model_type") == "scratch_llama2"
-    family = "LLaMA-2 style (RMSNorm, RoPE, SwiGLU, GQA)" if llama else "GPT-2 style (LayerNorm, learned positions, GELU)"
+    family = ("LLaMA-2 style (RMSNorm, RoPE, SwiGLU, GQA)" if llama
+              else "GPT-2 style (LayerNorm, learned positions, GELU)")
     rows.append(("Family", "模型结构", f"{family}, model_type `{config.get('model_type')}`"))
     if parameters is not None:
         rows.append(("Parameters (stored)", "参数量（实际存储）", _fmt(parameters)))
@@ -231,7 +231,8 @@ def build_model_card(model_folder, repo_id: str, *, weights_folder=None, license
 
     classifier = any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
     task = "text-classification" if classifier else "text-generation"
-    metric = ("accuracy", "eval_accuracy", "Accuracy") if classifier else ("perplexity", "eval_perplexity", "Perplexity")
+    metric = (("accuracy", "eval_accuracy", "Accuracy") if classifier
+              else ("perplexity", "eval_perplexity", "Perplexity"))
     eval_results = None
     if metric[1] in evaluation:
         dataset_ids = _hub_dataset_ids(datasets)
@@ -250,7 +251,7 @@ def build_model_card(model_folder, repo_id: str, *, weights_folder=None, license
     architecture = _architecture(config, parameters)
     training_rows = [(k, _SETTING_LABELS.get(k, k), _fmt(v)) for k, v in {**records.progress,
                                                                           **records.settings}.items()]
-    eval_rows = [(_EVAL_LABELS.get(k, (k, k))[0], _EVAL_LABELS.get(k, (k, k))[1], _fmt(v)) for k, v in evaluation.items()]
+    eval_rows = [(*_EVAL_LABELS.get(k, (k, k)), _fmt(v)) for k, v in evaluation.items()]
     step = records.evaluation.get("step")
     sources = ", ".join(f"`{s}`" for s in records.sources) or None
 
@@ -295,7 +296,8 @@ def build_model_card(model_folder, repo_id: str, *, weights_folder=None, license
         if classifier:
             lines += ["from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline", "",
                       f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
-                      f'model = AutoModelForSequenceClassification.from_pretrained("{repo_id}", trust_remote_code=True)',
+                      f'model = AutoModelForSequenceClassification.from_pretrained("{repo_id}", '
+                      f'trust_remote_code=True)',
                       'classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
                       'print(classify("' + t("What a wonderful film!", "这部电影太好看了！") + '"))', "```", ""]
         else:
@@ -336,7 +338,8 @@ def build_adapter_card(repo_id: str, base_model: str, adapter_config: dict, *, l
                        datasets=None, subfolder: str | None = None) -> ModelCard:
     """A card for a PEFT LoRA adapter that names its base model (English and 中文)."""
     data = ModelCardData(license=license, language=_as_list(language) or None, library_name="peft",
-                         base_model=base_model, tags=["scratchformers", "lora", "peft", f"base_model:adapter:{base_model}"],
+                         base_model=base_model,
+                         tags=["scratchformers", "lora", "peft", f"base_model:adapter:{base_model}"],
                          datasets=_hub_dataset_ids(_as_list(datasets)) or None, pipeline_tag="text-generation")
     rank, alpha = adapter_config.get("r"), adapter_config.get("lora_alpha")
     targets = adapter_config.get("target_modules")

@@ -82,7 +82,8 @@ def stage_model_folder(folder, output, *, repo_id: str, tokenizer=None, overwrit
     try:
         config = read_config(folder, MODEL_TYPES)
     except ValueError as error:
-        raise ValueError(f"{error} Convert native checkpoints first: `python -m hub_scripts convert SRC DST`.") from None
+        raise ValueError(f"{error} Convert native checkpoints first: "
+                         f"`python -m hub_scripts convert SRC DST`.") from None
     weight_files(folder)
     tokenizer_folder = Path(tokenizer) if tokenizer else folder
     if not has_tokenizer(tokenizer_folder):

@@ -111,8 +111,9 @@ def _interleave_rotary(weight, num_heads):
     return weight.view(num_heads, 2, head_dim // 2, in_features).transpose(1, 2).reshape(out_features, in_features)
 
 
-META_NAMES = {"self_attn.q_proj": "attention.wq", "self_attn.k_proj": "attention.wk", "self_attn.v_proj": "attention.wv",
-              "self_attn.o_proj": "attention.wo", "mlp.gate_proj": "feed_forward.w1", "mlp.down_proj": "feed_forward.w2",
+META_NAMES = {"self_attn.q_proj": "attention.wq", "self_attn.k_proj": "attention.wk",
+              "self_attn.v_proj": "attention.wv", "self_attn.o_proj": "attention.wo",
+              "mlp.gate_proj": "feed_forward.w1", "mlp.down_proj": "feed_forward.w2",
               "mlp.up_proj": "feed_forward.w3", "input_layernorm": "attention_norm",
               "post_attention_layernorm": "ffn_norm"}
 
@@ -137,7 +138,8 @@ def _write_meta_checkpoint(native, folder, num_shards):
             if tensor.dim() == 1:
                 shard[key] = tensor.clone()
             else:
-                dim = 1 if key.endswith(("attention.wo.weight", "feed_forward.w2.weight", "tok_embeddings.weight")) else 0
+                row_parallel = ("attention.wo.weight", "feed_forward.w2.weight", "tok_embeddings.weight")
+                dim = 1 if key.endswith(row_parallel) else 0
                 shard[key] = tensor.detach().chunk(num_shards, dim=dim)[rank].clone()
         torch.save(shard, folder / f"consolidated.{rank:02d}.pth")
     params = {"dim": config.hidden_size, "n_layers": config.num_hidden_layers, "n_heads": config.num_attention_heads,
@@ -175,7 +177,8 @@ def _edit_weights(folder, edit):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda sd: sd.pop("transformer.h.1.mlp.c_fc.weight"), "missing keys: transformer.h.1.mlp.c_fc.weight"),
-    (lambda sd: sd.update({"transformer.h.0.attn.extra": torch.zeros(3)}), "unexpected keys: transformer.h.0.attn.extra"),
+    (lambda sd: sd.update({"transformer.h.0.attn.extra": torch.zeros(3)}),
+     "unexpected keys: transformer.h.0.attn.extra"),
     (lambda sd: sd.update({"transformer.ln_f.weight": torch.ones(47)}), "transformer.ln_f.weight: checkpoint (47,)"),
 ], ids=["missing", "unknown", "shape"])
 def test_bad_gpt2_folder_raises_naming_the_key_and_writes_nothing(tmp_path, edit, message):
@@ -227,7 +230,8 @@ def test_gpt2_folder_in_the_original_upload_layout_converts(tmp_path):
     native.config.activation_function = "gelu_new"
     native = GPT2LMHeadModel(native.config).eval()
     native.save_pretrained(tmp_path / "gpt2")
-    state_dict = {k.removeprefix("transformer."): v for k, v in load_file(tmp_path / "gpt2" / "model.safetensors").items()}
+    saved = load_file(tmp_path / "gpt2" / "model.safetensors")
+    state_dict = {key.removeprefix("transformer."): value for key, value in saved.items()}
     for i in range(native.config.n_layer):
         state_dict[f"h.{i}.attn.bias"] = torch.tril(torch.ones(1, 1, 64, 64))
     save_file(state_dict, tmp_path / "gpt2" / "model.safetensors", metadata={"format": "pt"})

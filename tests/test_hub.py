@@ -81,7 +81,8 @@ def model_folder(tmp_path):
 def test_dry_run_writes_exactly_the_repo_files_lists_them_with_sizes_and_leaves_the_source_untouched(
         tmp_path, model_folder, capsys):
     before = _digest(model_folder)
-    assert cli.main(["push", str(model_folder), "alice/tiny-llama2", "--dry-run", "--staging-dir", str(tmp_path / "staged")]) == 0
+    command = ["push", str(model_folder), "alice/tiny-llama2", "--dry-run", "--staging-dir", str(tmp_path / "staged")]
+    assert cli.main(command) == 0
     staged = tmp_path / "staged"
     assert sorted(p.name for p in staged.iterdir()) == EXPECTED_FILES["llama2"]
     config = json.loads((staged / "config.json").read_text())
@@ -346,7 +347,7 @@ def test_sequence_classifier_is_staged_with_a_text_classification_card_and_its_r
     model = GPT.seq_cls(GPT.config(num_labels=2)).eval()
     model.save_pretrained(tmp_path / "cls")
     make_byte_tokenizer().save_pretrained(tmp_path / "cls")
-    results = {"eval_loss": 0.61, "eval_accuracy": 0.725, "epoch": 1.0}  # what the classify job's all_results.json holds
+    results = {"eval_loss": 0.61, "eval_accuracy": 0.725, "epoch": 1.0}  # as the classify job's all_results.json
     (tmp_path / "cls" / "all_results.json").write_text(json.dumps(results))
     stage_model_folder(tmp_path / "cls", tmp_path / "staged", repo_id="alice/tiny-cls", datasets=["stanfordnlp/sst2"])
     config = json.loads((tmp_path / "staged" / "config.json").read_text())
