@@ -303,9 +303,15 @@ def load_tokenizer(path_or_repo, **kwargs) -> PreTrainedTokenizerFast:
                 f"(found: {sorted(p.name for p in path.iterdir())[:20]}); "
                 "train one with scratchformers.tokenization_scratch.train_tokenizer and save_pretrained it there"
             )
-    elif path.exists() or str(path_or_repo).startswith((".", "/", "~")) or str(path_or_repo).count("/") > 1:
+        return AutoTokenizer.from_pretrained(str(path), **kwargs)
+    if path.exists() or str(path_or_repo).startswith((".", "/", "~")) or str(path_or_repo).count("/") > 1:
         raise FileNotFoundError(f"tokenizer folder not found: {path_or_repo}")
-    return AutoTokenizer.from_pretrained(str(path_or_repo), **kwargs)
+    try:
+        return AutoTokenizer.from_pretrained(str(path_or_repo), **kwargs)
+    except OSError as error:
+        raise FileNotFoundError(
+            f"tokenizer not found: {path_or_repo!r} is not a local folder and could not be loaded from the Hub ({error})"
+        ) from error
 
 
 def compression_stats(tokenizer, texts) -> dict:

@@ -146,6 +146,13 @@ def test_load_tokenizer_names_a_folder_without_tokenizer_files(tmp_path):
         load_tokenizer(tmp_path / "not_there")
 
 
+def test_load_tokenizer_names_a_missing_bare_name_offline(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="'my-tokenizr' is not a local folder"):
+        load_tokenizer("my-tokenizr")
+
+
 # --- exact round trip ----------------------------------------------------------------------------------------------
 
 HARD_CASES = [
