@@ -85,10 +85,13 @@ def test_gpt2_folder_to_gpt_and_back_keeps_logits_greedy_tokens_tokenizer_and_ex
     _assert_same_tokenizer(tmp_path / "gpt2", tmp_path / "back")
 
 
-@pytest.mark.parametrize("shape", ["llama-2L-64w-4h-gqa2", "llama-1L-96w-8h-gqa4"])
-def test_llama_folder_to_llama2_and_back_keeps_logits_greedy_tokens_and_exact_tensors_with_gqa(tmp_path, shape):
+@pytest.mark.parametrize("shape, shard_size", [("llama-2L-64w-4h-gqa2", None), ("llama-1L-96w-8h-gqa4", "60KB")],
+                         ids=["gqa2", "gqa4-sharded"])
+def test_llama_folder_to_llama2_and_back_keeps_logits_greedy_tokens_and_exact_tensors_with_gqa(
+        tmp_path, shape, shard_size):
     native = _native_llama(shape)
-    native.save_pretrained(tmp_path / "llama")
+    native.save_pretrained(tmp_path / "llama", **({"max_shard_size": shard_size} if shard_size else {}))
+    assert (tmp_path / "llama" / "model.safetensors.index.json").is_file() == bool(shard_size)
     _tokenizer().save_pretrained(tmp_path / "llama")
 
     llama_folder_to_llama2(tmp_path / "llama", tmp_path / "ours")
@@ -204,6 +207,22 @@ def test_meta_checkpoint_with_an_unknown_or_missing_tensor_is_refused_by_name(tm
     assert not (tmp_path / "ours").exists()
 
 
+def test_subcommands_register_on_another_programs_parser(tmp_path):
+    """scratchformers' own CLI adds these subcommands with `register(subparsers)`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="scratchformers")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    subparsers.add_parser("pretrain")
+    cli.register(subparsers)
+    _native_gpt2().save_pretrained(tmp_path / "gpt2")
+    args = parser.parse_args(["convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")])
+    assert args.func(args) == 0
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["model_type"] == "scratch_gpt"
+    push = parser.parse_args(["push", "run", "alice/m", "--private", "--revision", "v2", "--dry-run"])
+    assert (push.private, push.revision, push.dry_run, push.staging_dir) == (True, "v2", True, None)
+
+
 def test_cli_convert_detects_the_direction_and_never_overwrites_without_flag(tmp_path, capsys):
     native = _native_llama("llama-2L-64w-4h-gqa2")
     native.save_pretrained(tmp_path / "llama")
@@ -224,7 +243,7 @@ def test_cli_convert_detects_the_direction_and_never_overwrites_without_flag(tmp
 
 
 def test_gpt2_folder_in_the_original_upload_layout_converts(tmp_path):
-    """openai-community/gpt2 stores GPT2Model keys (no `transformer.` prefix), causal-mask buffers and n_inner=None."""
+    """openai-community/gpt2: GPT2Model keys (no `transformer.` prefix), mask buffers, n_inner=None, a .bin file."""
     native = _native_gpt2()
     native.config.n_inner = None
     native.config.activation_function = "gelu_new"
@@ -234,7 +253,8 @@ def test_gpt2_folder_in_the_original_upload_layout_converts(tmp_path):
     state_dict = {key.removeprefix("transformer."): value for key, value in saved.items()}
     for i in range(native.config.n_layer):
         state_dict[f"h.{i}.attn.bias"] = torch.tril(torch.ones(1, 1, 64, 64))
-    save_file(state_dict, tmp_path / "gpt2" / "model.safetensors", metadata={"format": "pt"})
+    (tmp_path / "gpt2" / "model.safetensors").unlink()
+    torch.save(state_dict, tmp_path / "gpt2" / "pytorch_model.bin")
 
     assert cli.main(["convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")]) == 0
     ours = AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()

@@ -284,6 +284,20 @@ def test_lora_adapter_goes_to_its_own_repo_or_a_subfolder_with_a_card_naming_the
     config = json.loads((tmp_path / "own" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "alice/tiny-llama2" and config["r"] == 4
 
+    from peft import PeftModel
+
+    with torch.no_grad():  # a non-zero adapter, so loading it visibly changes the outputs
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    push_adapter_folder(tmp_path / "adapter", "alice/lora", base_model="alice/tiny-llama2",
+                        dry_run=str(tmp_path / "own"), overwrite=True)
+    loaded = PeftModel.from_pretrained(LLAMA.model(), tmp_path / "own").eval()
+    x = torch.randint(3, 300, (1, 9), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).logits, peft_model.eval()(x).logits, atol=1e-6, rtol=0)
+
 
 LOAD_BY_REPO_ID = r"""
 import json, sys
