@@ -129,7 +129,8 @@ def _convert_sentencepiece(source: Path, target: Path) -> str:
     try:
         from transformers import LlamaTokenizer
 
-        LlamaTokenizer.from_pretrained(str(source)).save_pretrained(target)
+        # Meta's generation code starts every prompt with <s>; so does the converted tokenizer
+        LlamaTokenizer.from_pretrained(str(source), add_bos_token=True).save_pretrained(target)
     except Exception as error:  # the conversion needs the optional `sentencepiece` package
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return (f"copied tokenizer.model (SentencePiece) as is; converting it to a fast tokenizer failed ({reason}). "

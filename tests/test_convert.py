@@ -260,3 +260,26 @@ def test_gpt2_folder_in_the_original_upload_layout_converts(tmp_path):
     ours = AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
     assert ours.config.intermediate_size == 4 * ours.config.hidden_size and ours.config.hidden_act == "gelu_new"
     _assert_same_outputs(ours, native)
+
+
+@pytest.mark.slow  # optional: needs the `sentencepiece` package (pip install sentencepiece) to train a tokenizer.model
+def test_meta_sentencepiece_tokenizer_is_converted_to_a_fast_tokenizer_with_the_same_ids(tmp_path):
+    spm = pytest.importorskip("sentencepiece")
+    words = "the cat sat on a mat and the dog ran to the park 红楼梦 的 人 在 园 中".split()
+    rng = torch.Generator().manual_seed(0)
+    lines = [" ".join(words[i] for i in torch.randint(0, len(words), (12,), generator=rng).tolist())
+             for _ in range(500)]
+    (tmp_path / "corpus.txt").write_text("\n".join(lines))
+    spm.SentencePieceTrainer.train(input=str(tmp_path / "corpus.txt"), model_prefix=str(tmp_path / "tok"),
+                                   vocab_size=290, model_type="bpe", byte_fallback=True, character_coverage=1.0,
+                                   unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
+    native = _native_llama("llama-2L-64w-4h-gqa2")
+    _write_meta_checkpoint(native, tmp_path / "meta", 1)
+    (tmp_path / "meta" / "tokenizer.model").write_bytes((tmp_path / "tok.model").read_bytes())
+
+    meta_llama_to_llama2(tmp_path / "meta", tmp_path / "ours")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "ours")
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "tok.model"))
+    for text in ["the cat sat on a mat", "红楼梦 的 人 zebra!", "émoji 🙂"]:
+        assert tokenizer(text).input_ids == [1] + sp.encode(text)
+        assert tokenizer.decode(tokenizer(text).input_ids, skip_special_tokens=True) == text
