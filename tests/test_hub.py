@@ -373,3 +373,28 @@ def test_sequence_classifier_is_staged_with_a_text_classification_card_and_its_r
     assert (result.metric_type, result.metric_value, result.dataset_type) == ("accuracy", 0.725, "stanfordnlp/sst2")
     assert "AutoModelForSequenceClassification.from_pretrained(\"alice/tiny-cls\"" in card.text
     assert "generate(" not in card.text
+
+
+def test_a_run_record_json_fills_datasets_language_settings_and_metrics(model_folder, tmp_path):
+    record = {"datasets": ["roneneldan/TinyStories"], "language": ["en"], "base_model": "alice/base",
+              "settings": {"block_size": 128, "preset": "llama2-tiny"}, "metrics": {"eval_perplexity": 7.25}}
+    (tmp_path / "record.json").write_text(json.dumps(record))
+    assert cli.main(["push", str(model_folder), "alice/m", "--dry-run", "--staging-dir", str(tmp_path / "staged"),
+                     "--record", str(tmp_path / "record.json")]) == 0
+    card = ModelCard.load(tmp_path / "staged" / "README.md")
+    assert (card.data.datasets, card.data.language, card.data.base_model) == (["roneneldan/TinyStories"], ["en"],
+                                                                              "alice/base")
+    assert card.data.eval_results[0].metric_value == 7.25
+    assert "| block_size | 128 |" in card.text and "| preset | llama2-tiny |" in card.text
+
+
+def test_weights_that_do_not_match_the_config_are_refused_by_name_not_pushed_partially(model_folder, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    state_dict = load_file(model_folder / "model.safetensors")
+    del state_dict["model.layers.1.mlp.up_proj.weight"]
+    save_file(state_dict, model_folder / "model.safetensors", metadata={"format": "pt"})
+    api = RecordingHfApi()
+    with pytest.raises(ValueError, match="missing keys: model.layers.1.mlp.up_proj.weight"):
+        push_model_folder(model_folder, "alice/m", api=api, token="hf_test")
+    assert api.calls == []
