@@ -1,5 +1,6 @@
 """Command-line subcommands `push`, `push-adapter` and `convert`.
 
+Every `--dashed-option` also answers to `--dashed_option`, as the other scratchformers commands spell theirs.
 `scratchformers` adds them with `hub_scripts.cli.register(subparsers)`; `python -m hub_scripts ...` runs them alone.
 """
 
@@ -31,14 +32,15 @@ def _add_hub_options(parser):
     hub = parser.add_argument_group("Hub")
     hub.add_argument("--private", action="store_true", help="create the repo as private (no effect if it exists)")
     hub.add_argument("--revision", help="branch to push to; created from main if missing (default: main)")
-    hub.add_argument("--commit-message", help="commit message (default: one naming the uploaded folder)")
+    hub.add_argument("--commit-message", "--commit_message",
+                     help="commit message (default: one naming the uploaded folder)")
     hub.add_argument("--token", help="Hugging Face token (default: HF_TOKEN or the one saved by `hf auth login`)")
     hub.add_argument("--endpoint", help="Hub URL for self-hosted Hub-compatible servers (default: HF_ENDPOINT or "
                                         "https://huggingface.co)")
-    hub.add_argument("--dry-run", action="store_true",
+    hub.add_argument("--dry-run", "--dry_run", action="store_true",
                      help="write the exact folder that would be uploaded (see --staging-dir), print its files and "
                           "sizes, and upload nothing")
-    hub.add_argument("--staging-dir", metavar="DIR",
+    hub.add_argument("--staging-dir", "--staging_dir", metavar="DIR",
                      help="where --dry-run writes the folder (default: <folder>-hub-staging)")
     hub.add_argument("--overwrite", action="store_true", help="let --dry-run replace a non-empty staging folder")
 
@@ -49,7 +51,7 @@ def _add_card_options(parser):
     card.add_argument("--language", nargs="+", help="language codes, e.g. en zh (default: from the run record)")
     card.add_argument("--dataset", nargs="+", dest="datasets",
                       help="datasets trained on, Hub ids or names (default: from the run record)")
-    card.add_argument("--base-model", help="repo id of the model this one was fine-tuned from")
+    card.add_argument("--base-model", "--base_model", help="repo id of the model this one was fine-tuned from")
     card.add_argument("--record", help="a JSON run record to read besides trainer_state.json / training_args")
 
 
@@ -121,7 +123,7 @@ def register(subparsers) -> None:
     convert.add_argument("source", help="the folder to convert")
     convert.add_argument("output", help="the new folder")
     convert.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it is not empty")
-    convert.add_argument("--max-position-embeddings", type=int, default=4096,
+    convert.add_argument("--max-position-embeddings", "--max_position_embeddings", type=int, default=4096,
                          help="context length for Meta checkpoints, which do not record it (LLaMA-2: 4096)")
     convert.set_defaults(func=_convert)
 

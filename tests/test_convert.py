@@ -219,8 +219,9 @@ def test_subcommands_register_on_another_programs_parser(tmp_path):
     args = parser.parse_args(["convert", str(tmp_path / "gpt2"), str(tmp_path / "ours")])
     assert args.func(args) == 0
     assert json.loads((tmp_path / "ours" / "config.json").read_text())["model_type"] == "scratch_gpt"
-    push = parser.parse_args(["push", "run", "alice/m", "--private", "--revision", "v2", "--dry-run"])
-    assert (push.private, push.revision, push.dry_run, push.staging_dir) == (True, "v2", True, None)
+    push = parser.parse_args(["push", "run", "alice/m", "--private", "--revision", "v2", "--dry_run",
+                              "--staging_dir", "out"])  # the underscore spelling of the other subcommands works
+    assert (push.private, push.revision, push.dry_run, push.staging_dir) == (True, "v2", True, "out")
 
 
 def test_cli_convert_detects_the_direction_and_never_overwrites_without_flag(tmp_path, capsys):
