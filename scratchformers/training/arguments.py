@@ -1,0 +1,129 @@
+"""Argument dataclasses of each job. `HfArgumentParser` turns them (plus `TrainingArguments`) into CLI flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TokenizerArguments:
+    """Train a byte-level BPE tokenizer (`scratchformers train-tokenizer`)."""
+
+    train_files: list[str] = field(default_factory=list, metadata={"help": "Text/JSONL/CSV files to train on."})
+    output_dir: str = field(default="tokenizer", metadata={"help": "Folder the tokenizer is saved to."})
+    vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size, special tokens included."})
+    min_frequency: int = field(default=2, metadata={"help": "Minimum pair count for a merge."})
+    text_column: str = field(default="text", metadata={"help": "Column/field holding the text in JSONL/CSV."})
+    overwrite: bool = field(default=False, metadata={"help": "Write over a folder that already holds a tokenizer."})
+
+
+@dataclass
+class ModelArguments:
+    """Which model to train: a saved folder, or a fresh one built from a preset."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved model folder to continue from. Default: a new model from --preset."}
+    )
+    preset: str = field(default="gpt-micro", metadata={"help": "Preset of a new model (gpt-micro, llama2-tiny, ...)."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Config fields of a new model, e.g. 'num_hidden_layers=2,hidden_size=64'."}
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Tokenizer folder. Default: the model folder's, else a new one trained on --train_files."},
+    )
+    vocab_size: int = field(default=8000, metadata={"help": "Vocab size of a tokenizer trained on the fly."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "'sdpa' (default) or 'eager'."})
+
+
+@dataclass
+class PretrainDataArguments:
+    """Pretraining corpus and run options."""
+
+    train_files: list[str] = field(
+        default_factory=list, metadata={"help": "Training .txt/.jsonl/.csv files or saved dataset folders."}
+    )
+    validation_files: list[str] = field(
+        default_factory=list, metadata={"help": "Validation files. Default: --validation_split_percentage of train."}
+    )
+    validation_split_percentage: float = field(default=5.0, metadata={"help": "Percent of train held out."})
+    text_column: str = field(default="text", metadata={"help": "Column/field holding the text in JSONL/CSV."})
+    split_by: str = field(
+        default="paragraph", metadata={"help": "Documents of .txt files: 'paragraph' (blank line), 'line', 'document'."}
+    )
+    block_size: int = field(default=256, metadata={"help": "Tokens per training block (<= model positions)."})
+    num_proc: int | None = field(default=None, metadata={"help": "Processes for dataset.map (tokenization)."})
+    sample_prompts: list[str] = field(
+        default_factory=lambda: [""], metadata={"help": "Prompts sampled at the end ('' starts from <|endoftext|>)."}
+    )
+    sample_max_new_tokens: int = field(default=80, metadata={"help": "Length of the samples printed at the end."})
+    overwrite: bool = field(default=False, metadata={"help": "Write over an --output_dir that holds results."})
+
+
+@dataclass
+class SFTArguments:
+    """Supervised fine-tuning on instruction/input/output or chat `messages` JSONL."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "The pretrained model folder (needed)."})
+    train_file: str | None = field(default=None, metadata={"help": "SFT JSONL file."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation JSONL. Default: split of train."})
+    validation_split_percentage: float = field(default=5.0, metadata={"help": "Percent of train held out."})
+    max_length: int = field(default=512, metadata={"help": "Samples are truncated to this many tokens."})
+    num_proc: int | None = field(default=None, metadata={"help": "Processes for dataset.map (tokenization)."})
+    sample_prompts: list[str] = field(default_factory=list, metadata={"help": "User messages answered at the end."})
+    sample_max_new_tokens: int = field(default=80, metadata={"help": "Length of the answers printed at the end."})
+    overwrite: bool = field(default=False, metadata={"help": "Write over an --output_dir that holds results."})
+
+
+@dataclass
+class ClassifyArguments:
+    """Sequence classification fine-tuning from CSV files with columns text,label."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained model folder. Default: a new model from --preset."}
+    )
+    preset: str = field(default="gpt-micro", metadata={"help": "Preset of a new model when no folder is given."})
+    config_overrides: str | None = field(default=None, metadata={"help": "Config fields of a new model."})
+    tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "Default: the model folder's."})
+    train_file: str | None = field(default=None, metadata={"help": "Training CSV (text,label)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation CSV."})
+    test_file: str | None = field(default=None, metadata={"help": "Test CSV, evaluated at the end."})
+    text_column: str = field(default="text", metadata={"help": "CSV column with the text."})
+    label_column: str = field(default="label", metadata={"help": "CSV column with the label."})
+    labels: list[str] = field(default_factory=list, metadata={"help": "The label set. Default: labels of train."})
+    max_length: int = field(default=256, metadata={"help": "Texts are truncated to this many tokens."})
+    overwrite: bool = field(default=False, metadata={"help": "Write over an --output_dir that holds results."})
+
+
+@dataclass
+class GenerateArguments:
+    """Sample text from a saved model, streaming tokens as they come."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Saved model folder (needed)."})
+    prompt: str = field(default="", metadata={"help": "Text to continue (or the user message with --chat)."})
+    chat: bool = field(default=False, metadata={"help": "Wrap the prompt in the chat template (SFT models)."})
+    max_new_tokens: int = field(default=100, metadata={"help": "Tokens to generate."})
+    do_sample: bool = field(default=True, metadata={"help": "Sample (True) or greedy/beam search (False)."})
+    temperature: float = field(default=0.8, metadata={"help": "Softmax temperature when sampling."})
+    top_k: int = field(default=50, metadata={"help": "Sample among the k most likely tokens (0 = all)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling: smallest set with this mass."})
+    num_beams: int = field(default=1, metadata={"help": "Beam search width (streaming needs 1)."})
+    repetition_penalty: float = field(default=1.0, metadata={"help": "> 1 discourages repeated tokens."})
+    no_repeat_ngram_size: int = field(default=0, metadata={"help": "Forbid repeating n-grams of this size."})
+    num_return_sequences: int = field(default=1, metadata={"help": "Samples per prompt (streaming needs 1)."})
+    seed: int = field(default=0, metadata={"help": "Random seed of sampling."})
+    stream: bool = field(default=True, metadata={"help": "Print tokens as they are generated (TextStreamer)."})
+
+
+@dataclass
+class DemoArguments:
+    """The whole path on a generated corpus: tokenizer, pretraining, SFT, generation."""
+
+    output_dir: str = field(default="demo_output", metadata={"help": "Folder of the demo's results."})
+    overwrite: bool = field(default=False, metadata={"help": "Write over a folder that is not a previous demo."})
+    preset: str = field(default="gpt-micro", metadata={"help": "Model preset."})
+    pretrain_steps: int = field(default=150, metadata={"help": "Pretraining optimizer steps."})
+    sft_steps: int = field(default=150, metadata={"help": "SFT optimizer steps."})
+    num_stories: int = field(default=3000, metadata={"help": "Generated stories in the corpus."})
+    seed: int = field(default=0, metadata={"help": "Seed of the corpus, initialization and sampling."})
+    quick: bool = field(default=False, metadata={"help": "A few steps only (a smoke test, samples not learned)."})

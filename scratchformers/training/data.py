@@ -1,0 +1,296 @@
+"""Datasets for pretraining, SFT and classification, built with `datasets` and checked with clear errors.
+
+Every loader names the file (and line, where one exists) of bad input: a missing file, an empty corpus, a JSONL
+row without the needed fields, a label outside the label set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from itertools import chain
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, DatasetDict
+
+logger = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = (".txt", ".text", ".md")
+JSON_SUFFIXES = (".jsonl", ".json")
+CSV_SUFFIXES = (".csv",)
+
+
+def _as_list(paths) -> list[str]:
+    if paths is None:
+        return []
+    if isinstance(paths, (str, os.PathLike)):
+        return [str(paths)]
+    return [str(p) for p in paths]
+
+
+def _check_files(files: list[str]) -> None:
+    for file in files:
+        if not Path(file).exists():
+            raise FileNotFoundError(f"data file not found: {file}")
+
+
+def load_text_dataset(paths, text_column: str = "text", split_by: str = "paragraph") -> Dataset:
+    """Load `.txt` / `.jsonl` / `.csv` files, or a folder saved with `save_to_disk`, as a Dataset of `text_column`.
+
+    `.txt` files become one document per blank-line separated paragraph (`split_by="paragraph"`), per line
+    (`"line"`) or per file (`"document"`); each document later ends with the EOS separator.
+    读取 txt / jsonl / csv 文件或 `save_to_disk` 保存的文件夹，返回只含文本列的 Dataset；出错时指明文件。
+    """
+    files = _as_list(paths)
+    if not files:
+        raise ValueError("no training data given: pass --train_files (txt/jsonl/csv files or a saved dataset folder)")
+    _check_files(files)
+    parts = []
+    for file in files:
+        path = Path(file)
+        if path.is_dir():
+            loaded = datasets.load_from_disk(file)
+            if isinstance(loaded, DatasetDict):
+                if "train" not in loaded:
+                    raise ValueError(f"{file}: saved DatasetDict has no 'train' split (splits: {list(loaded)})")
+                loaded = loaded["train"]
+        else:
+            suffix = path.suffix.lower()
+            if suffix in JSON_SUFFIXES:
+                builder, kwargs = "json", {}
+            elif suffix in CSV_SUFFIXES:
+                builder, kwargs = "csv", {}
+            else:
+                if split_by not in ("paragraph", "line", "document"):
+                    raise ValueError(f"split_by must be 'paragraph', 'line' or 'document', got {split_by!r}")
+                builder, kwargs = "text", {"sample_by": split_by, "keep_linebreaks": True}
+            loaded = datasets.load_dataset(builder, data_files=[file], split="train", **kwargs)
+            if builder == "text" and text_column != "text":
+                loaded = loaded.rename_column("text", text_column)
+        if text_column not in loaded.column_names:
+            raise ValueError(f"{file}: no column {text_column!r} (columns: {loaded.column_names}); set --text_column")
+        parts.append(loaded.select_columns([text_column]).cast_column(text_column, datasets.Value("string")))
+    dataset = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    dataset = dataset.filter(lambda batch: [bool(t and t.strip()) for t in batch[text_column]], batched=True)
+    if len(dataset) == 0:
+        raise ValueError(f"empty corpus: no non-empty text in {', '.join(files)}")
+    return dataset
+
+
+def pack_dataset(dataset: Dataset, tokenizer, block_size: int, text_column: str = "text", num_proc=None) -> Dataset:
+    """Tokenize, end each document with EOS, concatenate, and cut into blocks of `block_size` tokens.
+
+    Returns columns `input_ids` and `labels` (equal: the model shifts labels itself). The tail of each map batch
+    shorter than a block is dropped, as in transformers' run_clm.
+    分词后在每篇文档末尾加 EOS 分隔符，拼接并切成固定长度的块。
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no eos_token: packing needs it as the document separator")
+
+    def tokenize_and_pack(batch):
+        ids = tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]
+        stream = list(chain.from_iterable(doc + [eos] for doc in ids))
+        usable = len(stream) // block_size * block_size
+        blocks = [stream[i : i + block_size] for i in range(0, usable, block_size)]
+        return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
+
+    packed = dataset.map(
+        tokenize_and_pack,
+        batched=True,
+        remove_columns=dataset.column_names,
+        num_proc=num_proc,
+        desc=f"Tokenizing and packing into blocks of {block_size}",
+    )
+    if len(packed) == 0:
+        raise ValueError(
+            f"the corpus is shorter than one block of {block_size} tokens; use more text or a smaller --block_size"
+        )
+    return packed
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SFT: instruction/input/output rows or chat `messages`, loss only on the assistant's tokens
+
+
+def read_sft_jsonl(path) -> list[list[dict]]:
+    """Read an SFT JSONL file into conversations (lists of {"role", "content"}), naming file:line on bad rows.
+
+    A row holds either `messages` (chat style, roles system/user/assistant) or `instruction`, optional `input`,
+    and `output` (Alpaca style, rendered as one user turn and one assistant turn).
+    读取 SFT 数据（instruction/input/output 或 messages），坏行报告文件名与行号。
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SFT file not found: {path}")
+    conversations = []
+    with path.open(encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
+            conversations.append(row_to_messages(row, where))
+    if not conversations:
+        raise ValueError(f"empty SFT file: {path} holds no rows")
+    return conversations
+
+
+def row_to_messages(row, where: str = "row") -> list[dict]:
+    """One SFT record as chat messages; raises ValueError naming `where` when the needed fields are missing."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    if "messages" in row:
+        messages = row["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise ValueError(f"{where}: 'messages' must be a non-empty list")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("content"), str) or "role" not in message:
+                raise ValueError(f"{where}: messages[{i}] needs string fields 'role' and 'content', got {message!r:.100}")
+            if message["role"] not in ("system", "user", "assistant"):
+                raise ValueError(f"{where}: messages[{i}] has unknown role {message['role']!r}")
+        if not any(m["role"] == "assistant" and m["content"] for m in messages):
+            raise ValueError(f"{where}: 'messages' has no non-empty assistant turn, so nothing to train on")
+        return [{"role": m["role"], "content": m["content"]} for m in messages]
+    missing = [key for key in ("instruction", "output") if not isinstance(row.get(key), str) or not row[key].strip()]
+    if missing:
+        raise ValueError(
+            f"{where}: row needs 'messages' or non-empty 'instruction' and 'output'; missing {missing} "
+            f"(found fields: {sorted(row)})"
+        )
+    extra = row.get("input") or ""
+    if not isinstance(extra, str):
+        raise ValueError(f"{where}: 'input' must be a string, got {type(extra).__name__}")
+    user = row["instruction"] + (f"\n\n{extra}" if extra.strip() else "")
+    messages = [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]
+    if isinstance(row.get("system"), str) and row["system"].strip():
+        messages.insert(0, {"role": "system", "content": row["system"]})
+    return messages
+
+
+def tokenize_conversations(batch_messages, tokenizer, max_length: int) -> dict:
+    """Render conversations with the chat template; `labels` copy `input_ids` on assistant tokens, -100 elsewhere.
+
+    Truncates to `max_length`. A sample whose trainable tokens are all cut off gets empty lists (the caller drops
+    and counts it).
+    用对话模板渲染；只有助手回复（含结束符 <|im_end|>）参与损失，其余标签为 -100。
+    """
+    encoded = tokenizer.apply_chat_template(
+        batch_messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    out = {"input_ids": [], "attention_mask": [], "labels": []}
+    for ids, mask in zip(encoded["input_ids"], encoded["assistant_masks"]):
+        ids, mask = ids[:max_length], mask[:max_length]
+        labels = [token if keep else -100 for token, keep in zip(ids, mask)]
+        if not any(keep for keep in mask):
+            ids, labels = [], []
+        out["input_ids"].append(ids)
+        out["attention_mask"].append([1] * len(ids))
+        out["labels"].append(labels)
+    return out
+
+
+def build_sft_dataset(conversations, tokenizer, max_length: int, num_proc=None, source: str = "SFT data") -> Dataset:
+    """Tokenize conversations for SFT and drop (with a counted warning) samples left with no trainable token."""
+    if tokenizer.chat_template is None:
+        raise ValueError("the tokenizer has no chat_template; SFT renders conversations through it")
+    dataset = Dataset.from_dict({"messages": conversations})
+    dataset = dataset.map(
+        lambda batch: tokenize_conversations(batch["messages"], tokenizer, max_length),
+        batched=True,
+        remove_columns=["messages"],
+        num_proc=num_proc,
+        desc="Rendering conversations with the chat template",
+    )
+    kept = dataset.filter(lambda batch: [len(ids) > 0 for ids in batch["input_ids"]], batched=True)
+    dropped = len(dataset) - len(kept)
+    if dropped:
+        logger.warning(
+            f"{source}: dropped {dropped} of {len(dataset)} samples whose assistant answer starts after "
+            f"max_length={max_length} tokens (no trainable token left); raise --max_length to keep them"
+        )
+    if len(kept) == 0:
+        raise ValueError(f"{source}: every sample was truncated away at max_length={max_length}")
+    kept.info.description = f"dropped={dropped}"
+    return kept
+
+
+class SFTCollator:
+    """Right-pads `input_ids` with the pad token, `attention_mask` with 0 and `labels` with -100."""
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_token_id = pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, features):
+        import torch
+
+        length = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+
+        def pad(key, value):
+            return torch.tensor([f[key] + [value] * (length - len(f[key])) for f in features])
+
+        return {
+            "input_ids": pad("input_ids", self.pad_token_id),  # (B, T)
+            "attention_mask": pad("attention_mask", 0),  # (B, T)
+            "labels": pad("labels", -100),  # (B, T)
+        }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sequence classification from CSV (text,label)
+
+
+def load_classification_csv(files: dict[str, str], text_column="text", label_column="label", labels=None):
+    """Load `{"train": path, "validation": path, ...}` CSV files; return (DatasetDict, label_names).
+
+    The label set is `labels` when given, else the sorted labels of the train file. A row of any file whose label
+    is outside the set raises ValueError naming the file and line.
+    读取 text,label 格式的 CSV；标签不在标签集合中时报告文件和行号。
+    """
+    _check_files(list(files.values()))
+    data = DatasetDict()
+    for split, file in files.items():
+        loaded = datasets.load_dataset("csv", data_files=[file], split="train")
+        for column in (text_column, label_column):
+            if column not in loaded.column_names:
+                raise ValueError(f"{file}:1: no column {column!r} in the header (columns: {loaded.column_names})")
+        loaded = loaded.cast_column(label_column, datasets.Value("string"))
+        if len(loaded) == 0:
+            raise ValueError(f"empty corpus: {file} has a header but no rows")
+        data[split] = loaded
+    if labels:
+        label_names = [str(label) for label in labels]
+    else:
+        label_names = sorted({str(label) for label in data["train"][label_column]}, key=_label_sort_key)
+    label_set = set(label_names)
+    for split, file in files.items():
+        for index, (text, label) in enumerate(zip(data[split][text_column], data[split][label_column])):
+            if label not in label_set:
+                raise ValueError(
+                    f"{file}:{index + 2}: label {label!r} is outside the label set {label_names} "
+                    "(line numbers count the header as line 1)"
+                )
+            if text is None or not str(text).strip():
+                raise ValueError(f"{file}:{index + 2}: empty {text_column!r}")
+    label_to_id = {name: i for i, name in enumerate(label_names)}
+    data = data.map(
+        lambda batch: {"label": [label_to_id[label] for label in batch[label_column]]},
+        batched=True,
+        remove_columns=[label_column] if label_column != "label" else None,
+    )
+    return data, label_names
+
+
+def _label_sort_key(label: str):
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)

@@ -1,0 +1,129 @@
+"""Pretraining a causal LM with `Trainer`: corpus -> (tokenizer) -> packed blocks -> train -> evaluate -> save."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from transformers import TrainingArguments, default_data_collator, set_seed
+
+from ..tokenization_scratch import load_tokenizer, train_tokenizer
+from .arguments import ModelArguments, PretrainDataArguments
+from .common import (
+    ScratchTrainer,
+    build_causal_lm,
+    check_output_dir,
+    final_eval_metrics,
+    no_eval_without_data,
+    plot_loss_curve,
+    resolve_checkpoint,
+    sample_texts,
+    write_json,
+)
+from .data import load_text_dataset, pack_dataset
+
+logger = logging.getLogger(__name__)
+
+
+def get_tokenizer(model_args: ModelArguments, train_files, text_column, training_args: TrainingArguments):
+    """The tokenizer to use: given folder, else the model folder's, else train one (main process first)."""
+    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    if source:
+        return load_tokenizer(source)
+    output_dir = Path(training_args.output_dir)
+    with training_args.main_process_first(desc="training the tokenizer"):
+        if training_args.process_index == 0:
+            tokenizer = train_tokenizer(
+                train_files, vocab_size=model_args.vocab_size, text_column=text_column, show_progress=True
+            )
+            tokenizer.save_pretrained(output_dir)
+        else:
+            tokenizer = load_tokenizer(output_dir)
+    return tokenizer
+
+
+def run_pretrain(
+    model_args: ModelArguments,
+    data_args: PretrainDataArguments,
+    training_args: TrainingArguments,
+    callbacks=None,
+    verbose: bool = True,
+) -> dict:
+    """Pretrain a GPT or LLaMA2 model from scratch (or continue one) with the HF `Trainer`.
+
+    Saves the model and tokenizer to `output_dir` (loadable by `AutoModelForCausalLM` and `pipeline`), plus
+    `loss_curve.png`, TensorBoard logs (`report_to tensorboard`) and `all_results.json`; returns the final metrics.
+    用 HF Trainer 从零预训练（或继续训练）GPT / LLaMA2；保存模型、分词器、损失曲线和 TensorBoard 日志。
+    """
+    resume = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if training_args.process_index == 0:
+        check_output_dir(training_args.output_dir, data_args.overwrite, resume)
+    set_seed(training_args.seed)
+
+    raw_train = load_text_dataset(data_args.train_files, data_args.text_column, data_args.split_by)
+    if data_args.validation_files:
+        raw_eval = load_text_dataset(data_args.validation_files, data_args.text_column, data_args.split_by)
+    elif data_args.validation_split_percentage > 0 and len(raw_train) > 1:
+        split = raw_train.train_test_split(test_size=data_args.validation_split_percentage / 100, seed=training_args.seed)
+        raw_train, raw_eval = split["train"], split["test"]
+    else:
+        raw_eval = None
+
+    tokenizer = get_tokenizer(model_args, data_args.train_files, data_args.text_column, training_args)
+    model = build_causal_lm(
+        model_args.model_name_or_path,
+        model_args.preset,
+        tokenizer,
+        data_args.block_size,
+        model_args.config_overrides,
+        model_args.attn_implementation,
+    )
+    with training_args.main_process_first(desc="tokenizing"):
+        train_dataset = pack_dataset(raw_train, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
+        eval_dataset = None
+        if raw_eval is not None:
+            eval_dataset = pack_dataset(raw_eval, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
+
+    n_params = sum(p.numel() for p in model.parameters())
+    if verbose and training_args.process_index == 0:
+        print(
+            f"[pretrain] {type(model).__name__}: {n_params:,} parameters, vocab {len(tokenizer)}, "
+            f"{len(train_dataset)} train blocks x {data_args.block_size} tokens"
+            + (f", {len(eval_dataset)} validation blocks" if eval_dataset is not None else "")
+        )
+    no_eval_without_data(training_args, eval_dataset)
+    trainer = ScratchTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=default_data_collator,
+        callbacks=callbacks,
+    )
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()
+    metrics = {
+        **train_result.metrics,
+        "world_size": training_args.world_size,
+        "num_parameters": n_params,
+        "global_step": trainer.state.global_step,
+    }
+    metrics.update(final_eval_metrics(trainer))
+    if trainer.is_world_process_zero():
+        trainer.save_state()
+        write_json(Path(training_args.output_dir) / "all_results.json", metrics)
+        plot_loss_curve(trainer.state.log_history, Path(training_args.output_dir) / "loss_curve.png", "pretraining")
+        if verbose:
+            if "eval_loss" in metrics:
+                print(
+                    f"[pretrain] validation loss {metrics['eval_loss']:.4f} nats/token "
+                    f"(perplexity {metrics['eval_perplexity']:.2f})"
+                )
+            samples = sample_texts(
+                trainer.model, tokenizer, data_args.sample_prompts, data_args.sample_max_new_tokens, training_args.seed
+            )
+            for prompt, text in zip(data_args.sample_prompts, samples):
+                print(f"[pretrain] sample (prompt {prompt!r}):\n{text}\n")
+            print(f"[pretrain] model, tokenizer and loss_curve.png saved to {training_args.output_dir}")
+    return metrics

@@ -1,0 +1,226 @@
+"""Pretraining pipeline: data loading and packing, the Trainer setup, saved outputs, resume, accelerate."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, pipeline
+
+import scratchformers  # noqa: F401  (registers the Auto classes)
+from scratchformers.tokenization_scratch import train_tokenizer
+from scratchformers.training.arguments import ModelArguments, PretrainDataArguments
+from scratchformers.training.common import ScratchTrainer, build_config, check_model_fits
+from scratchformers.training.data import load_text_dataset, pack_dataset
+from scratchformers.training.pretrain import run_pretrain
+from scratchformers.training.synthetic import make_story_corpus
+
+TINY_GPT = "num_hidden_layers=2,hidden_size=64,num_attention_heads=2"
+TINY_LLAMA = "num_hidden_layers=2,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,intermediate_size=128"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    path = folder / "stories.txt"
+    path.write_text("\n\n".join(make_story_corpus(160, seed=3)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(corpus, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tokenizer")
+    train_tokenizer([corpus], vocab_size=300, show_progress=False).save_pretrained(folder)
+    return folder
+
+
+def tiny_args(output_dir, **overrides) -> TrainingArguments:
+    kwargs = dict(
+        output_dir=str(output_dir),
+        max_steps=6,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        learning_rate=3e-3,
+        lr_scheduler_type="cosine",
+        warmup_steps=1,
+        weight_decay=0.1,
+        logging_steps=1,
+        eval_strategy="steps",
+        eval_steps=3,
+        save_steps=3,
+        save_total_limit=2,
+        report_to=["tensorboard"],
+        use_cpu=True,
+        seed=7,
+        disable_tqdm=True,
+    )
+    kwargs.update(overrides)
+    return TrainingArguments(**kwargs)
+
+
+def run_tiny(corpus, tokenizer_dir, output_dir, preset="gpt-micro", overrides=TINY_GPT, **training):
+    return run_pretrain(
+        ModelArguments(preset=preset, config_overrides=overrides, tokenizer_name_or_path=str(tokenizer_dir)),
+        PretrainDataArguments(train_files=[str(corpus)], block_size=32, sample_max_new_tokens=8, overwrite=True),
+        tiny_args(output_dir, **training),
+        verbose=False,
+    )
+
+
+def test_pack_dataset_ends_every_document_with_eos_and_cuts_equal_blocks(tokenizer_dir):
+    from datasets import Dataset
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    docs = ["Tom had a ball.", "Mia saw a frog.", "The end."]
+    ids = [tokenizer(d, add_special_tokens=False)["input_ids"] for d in docs]
+    stream = [t for doc in ids for t in doc + [tokenizer.eos_token_id]]
+    packed = pack_dataset(Dataset.from_dict({"text": docs}), tokenizer, block_size=4)
+    blocks = list(packed["input_ids"])
+    assert all(len(b) == 4 for b in blocks)
+    assert [t for b in blocks for t in b] == stream[: len(stream) // 4 * 4]
+    assert list(packed["labels"]) == blocks
+    # With num_proc=2 each process packs one contiguous half (its own tail shorter than a block is dropped).
+    big = Dataset.from_dict({"text": docs * 40})
+    halves = [list(pack_dataset(big.shard(2, i, contiguous=True), tokenizer, 8)["input_ids"]) for i in range(2)]
+    assert list(pack_dataset(big, tokenizer, 8, num_proc=2)["input_ids"]) == halves[0] + halves[1]
+
+
+def test_load_text_dataset_reads_txt_jsonl_csv_and_a_saved_dataset_folder(tmp_path):
+    from datasets import Dataset
+
+    (tmp_path / "a.txt").write_text("first doc\nstill first\n\nsecond doc\n", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text('{"text": "json doc"}\n{"text": "another"}\n', encoding="utf-8")
+    (tmp_path / "c.csv").write_text('text,label\n"csv, doc",1\n', encoding="utf-8")
+    Dataset.from_dict({"text": ["saved doc"]}).save_to_disk(tmp_path / "saved")
+    files = [tmp_path / "a.txt", tmp_path / "b.jsonl", tmp_path / "c.csv", tmp_path / "saved"]
+    texts = list(load_text_dataset([str(f) for f in files])["text"])
+    assert [t.strip() for t in texts] == ["first doc\nstill first", "second doc", "json doc", "another", "csv, doc",
+                                          "saved doc"]
+    assert len(load_text_dataset([str(tmp_path / "a.txt")], split_by="document")) == 1
+
+
+def test_load_text_dataset_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        load_text_dataset([str(tmp_path / "missing.txt")])
+    (tmp_path / "empty.txt").write_text("\n\n  \n", encoding="utf-8")
+    with pytest.raises(ValueError, match="empty corpus.*empty.txt"):
+        load_text_dataset([str(tmp_path / "empty.txt")])
+    (tmp_path / "rows.jsonl").write_text('{"body": "x"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="rows.jsonl.*'text'"):
+        load_text_dataset([str(tmp_path / "rows.jsonl")])
+
+
+def test_model_fit_checks_reject_big_blocks_and_oversized_tokenizers(tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = build_config("gpt-micro", tokenizer, TINY_GPT)
+    check_model_fits(config, tokenizer, config.max_position_embeddings)
+    with pytest.raises(ValueError, match="block size 257 .*max_position_embeddings=256"):
+        check_model_fits(config, tokenizer, 257)
+    small = build_config("gpt-micro", tokenizer, TINY_GPT + ",vocab_size=100")
+    with pytest.raises(ValueError, match="300 tokens but the model's vocab_size is 100"):
+        check_model_fits(small, tokenizer)
+
+
+def test_weight_decay_applies_to_matrices_only(tokenizer_dir, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    for preset, overrides in (("gpt-micro", TINY_GPT), ("llama2-tiny", TINY_LLAMA)):
+        model = AutoModelForCausalLM.from_config(build_config(preset, tokenizer, overrides))
+        trainer = ScratchTrainer(model=model, args=tiny_args(tmp_path, eval_strategy="no"), processing_class=tokenizer)
+        optimizer = trainer.create_optimizer()
+        decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+        for name, param in model.named_parameters():
+            assert (id(param) in decayed) == (param.ndim >= 2), name
+        assert any(p.ndim == 1 for p in model.parameters())  # the check above covers both kinds
+
+
+def test_pretrain_saves_a_model_that_auto_classes_and_pipeline_load(corpus, tokenizer_dir, tmp_path):
+    out = tmp_path / "run"
+    metrics = run_tiny(corpus, tokenizer_dir, out)
+    assert metrics["global_step"] == 6
+    assert math.isclose(metrics["eval_perplexity"], math.exp(metrics["eval_loss"]), rel_tol=1e-6)
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    losses = [e["loss"] for e in history if "loss" in e]
+    assert losses[-1] < losses[0]
+    assert any("eval_perplexity" in e for e in history)
+    assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(out.glob("runs/*/events.out.tfevents.*"))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert type(model).__name__ == "GPTForCausalLM"
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    text = generator("Tom had a", max_new_tokens=5, do_sample=False)[0]["generated_text"]
+    assert text.startswith("Tom had a") and len(text) > len("Tom had a")
+
+
+def test_resume_from_checkpoint_reproduces_the_uninterrupted_run_exactly(corpus, tokenizer_dir, tmp_path):
+    full = tmp_path / "full"
+    run_tiny(corpus, tokenizer_dir, full)
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(full / "checkpoint-3", resumed / "checkpoint-3")
+    run_tiny(corpus, tokenizer_dir, resumed, resume_from_checkpoint="last")
+    expected = load_file(full / "model.safetensors")
+    got = load_file(resumed / "model.safetensors")
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    # And the run really changed the weights after the checkpoint.
+    middle = load_file(full / "checkpoint-3" / "model.safetensors")
+    assert not all(torch.equal(middle[k], expected[k]) for k in expected)
+
+
+def test_pretrain_llama2_with_bf16_and_activation_checkpointing(corpus, tokenizer_dir, tmp_path):
+    out = tmp_path / "llama"
+    metrics = run_tiny(
+        corpus, tokenizer_dir, out, preset="llama2-tiny", overrides=TINY_LLAMA, max_steps=3, eval_steps=3,
+        save_steps=3, bf16=True, activation_checkpointing=True, gradient_accumulation_steps=2,
+    )
+    assert metrics["global_step"] == 3 and math.isfinite(metrics["eval_loss"])
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert type(model).__name__ == "Llama2ForCausalLM"
+
+
+def test_pretrain_refuses_an_output_dir_with_results(corpus, tokenizer_dir, tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="already holds results.*--overwrite"):
+        run_pretrain(
+            ModelArguments(config_overrides=TINY_GPT, tokenizer_name_or_path=str(tokenizer_dir)),
+            PretrainDataArguments(train_files=[str(corpus)], block_size=32),
+            tiny_args(out),
+        )
+    assert (out / "config.json").read_text() == "{}"
+
+
+def test_accelerate_launch_two_cpu_processes_trains(corpus, tmp_path):
+    """The unchanged CLI as a 2-process gloo DDP job on CPU; the tokenizer is trained on rank 0.
+
+    accelerate 1.15's `--cpu` launcher starts ONE process unless MPI is configured, so the two CPU workers are
+    started with `--multi_gpu` (torchrun underneath); on a machine without GPU the CLI's use_cpu=True default makes
+    them join one gloo process group.
+    """
+    out = tmp_path / "ddp"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [
+        str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", "--multi_gpu", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "-m", "scratchformers.cli", "pretrain",
+        "--train_files", str(corpus), "--output_dir", str(out), "--vocab_size", "300", "--config_overrides", TINY_GPT,
+        "--block_size", "32", "--max_steps", "3", "--per_device_train_batch_size", "2", "--eval_steps", "3",
+        "--save_steps", "3", "--logging_steps", "1", "--disable_tqdm", "true", "--sample_max_new_tokens", "4",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "all_results.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["global_step"] == 3
+    assert math.isfinite(metrics["eval_loss"])
+    assert AutoModelForCausalLM.from_pretrained(out) is not None
