@@ -3,35 +3,37 @@
 - `push_model_folder` / `push_adapter_folder` (and `stage_model_folder` / `stage_adapter_folder` for dry runs)
 - `build_model_card`: a bilingual card filled from the training run's own records
 - `convert_folder` and the per-format converters in `convert_gpt2`, `convert_llama`, `convert_meta_llama`
+
+Names are imported on first use, so `hub_scripts.cli` (and `scratchformers --help`) start without loading torch.
 """
 
-from .convert import convert_folder
-from .convert_gpt2 import gpt2_folder_to_gpt, gpt_folder_to_gpt2
-from .convert_llama import llama2_folder_to_llama, llama_folder_to_llama2
-from .convert_meta_llama import meta_llama_to_llama2
-from .model_card import build_model_card, read_run_records
-from .push import (
-    HubError,
-    push_adapter_folder,
-    push_model_folder,
-    stage_adapter_folder,
-    stage_model_folder,
-    validate_repo_id,
-)
+import importlib
 
-__all__ = [
-    "convert_folder",
-    "gpt2_folder_to_gpt",
-    "gpt_folder_to_gpt2",
-    "llama_folder_to_llama2",
-    "llama2_folder_to_llama",
-    "meta_llama_to_llama2",
-    "build_model_card",
-    "read_run_records",
-    "HubError",
-    "push_model_folder",
-    "push_adapter_folder",
-    "stage_model_folder",
-    "stage_adapter_folder",
-    "validate_repo_id",
-]
+_EXPORTS = {
+    "convert_folder": "convert",
+    "gpt2_folder_to_gpt": "convert_gpt2",
+    "gpt_folder_to_gpt2": "convert_gpt2",
+    "llama_folder_to_llama2": "convert_llama",
+    "llama2_folder_to_llama": "convert_llama",
+    "meta_llama_to_llama2": "convert_meta_llama",
+    "build_model_card": "model_card",
+    "read_run_records": "model_card",
+    "HubError": "push",
+    "push_model_folder": "push",
+    "push_adapter_folder": "push",
+    "stage_model_folder": "push",
+    "stage_adapter_folder": "push",
+    "validate_repo_id": "push",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'hub_scripts' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
