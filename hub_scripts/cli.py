@@ -45,19 +45,22 @@ def _add_hub_options(parser):
     hub.add_argument("--overwrite", action="store_true", help="let --dry-run replace a non-empty staging folder")
 
 
-def _add_card_options(parser):
+def _add_card_options(parser, with_record: bool):
     card = parser.add_argument_group("model card")
     card.add_argument("--license", default="apache-2.0", help="license id for the card (default: apache-2.0)")
     card.add_argument("--language", nargs="+", help="language codes, e.g. en zh (default: from the run record)")
     card.add_argument("--dataset", nargs="+", dest="datasets",
                       help="datasets trained on, Hub ids or names (default: from the run record)")
     card.add_argument("--base-model", "--base_model", help="repo id of the model this one was fine-tuned from")
-    card.add_argument("--record", help="a JSON run record to read besides trainer_state.json / training_args")
+    if with_record:
+        card.add_argument("--record", help="a JSON run record to read besides trainer_state.json / training_args")
 
 
 def _card_options(args) -> dict:
-    return dict(license=args.license, language=args.language, datasets=args.datasets, base_model=args.base_model,
-                record=args.record)
+    options = dict(license=args.license, language=args.language, datasets=args.datasets, base_model=args.base_model)
+    if hasattr(args, "record"):
+        options["record"] = args.record
+    return options
 
 
 def _hub_options(args) -> dict:
@@ -101,7 +104,7 @@ def register(subparsers) -> None:
     push.add_argument("repo_id", help="owner/name on the Hub")
     push.add_argument("--tokenizer", help="take the tokenizer from this folder instead of FOLDER")
     _add_hub_options(push)
-    _add_card_options(push)
+    _add_card_options(push, with_record=True)
     push.set_defaults(func=_push)
 
     adapter = subparsers.add_parser(
@@ -113,7 +116,7 @@ def register(subparsers) -> None:
     adapter.add_argument("--subfolder", help="put the adapter in this subfolder of REPO_ID (e.g. the base model's "
                                              "repo); the base model then defaults to REPO_ID")
     _add_hub_options(adapter)
-    _add_card_options(adapter)
+    _add_card_options(adapter, with_record=False)
     adapter.set_defaults(func=_push_adapter)
 
     convert = subparsers.add_parser(

@@ -57,7 +57,7 @@ def validate_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def _model_class(config: dict, folder: Path):
+def _model_class(config: dict):
     import scratchformers
 
     for name in config.get("architectures") or []:
@@ -79,6 +79,8 @@ def stage_model_folder(folder, output, *, repo_id: str, tokenizer=None, overwrit
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Model folder {folder} does not exist.")
+    if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+        raise ValueError(f"{folder} is a PEFT adapter folder; push it with `push-adapter` (push_adapter_folder).")
     try:
         config = read_config(folder, MODEL_TYPES)
     except ValueError as error:
@@ -91,7 +93,7 @@ def stage_model_folder(folder, output, *, repo_id: str, tokenizer=None, overwrit
             f"{tokenizer_folder} holds no tokenizer (tokenizer.json, tokenizer.model or vocab.json). Save it next to "
             f"the model with `tokenizer.save_pretrained('{folder}')` or pass --tokenizer DIR.")
 
-    model, info = _model_class(config, folder).from_pretrained(folder, output_loading_info=True)
+    model, info = _model_class(config).from_pretrained(folder, output_loading_info=True)
     problems = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     if problems:
         raise ValueError(f"{folder}: the weights do not match config.json: "
@@ -119,8 +121,8 @@ def stage_model_folder(folder, output, *, repo_id: str, tokenizer=None, overwrit
 
 
 def stage_adapter_folder(folder, output, *, repo_id: str, subfolder: str | None = None, base_model=None,
-                         overwrite: bool = False, license: str | None = "apache-2.0", language=None, datasets=None,
-                         record=None) -> Path:
+                         overwrite: bool = False, license: str | None = "apache-2.0", language=None,
+                         datasets=None) -> Path:
     """Write a PEFT adapter (adapter_config.json + adapter_model.safetensors, tokenizer if any) and its card.
 
     The card names the base model: `base_model`, else REPO_ID when the adapter goes into a subfolder of the
@@ -252,7 +254,7 @@ def push_model_folder(folder, repo_id: str, *, tokenizer=None, private: bool = F
 def push_adapter_folder(folder, repo_id: str, *, subfolder: str | None = None, base_model=None,
                         private: bool = False, revision: str | None = None, commit_message: str | None = None,
                         token: str | None = None, endpoint: str | None = None, dry_run=None, overwrite: bool = False,
-                        api=None, license: str | None = "apache-2.0", language=None, datasets=None, record=None):
+                        api=None, license: str | None = "apache-2.0", language=None, datasets=None):
     """Push a PEFT LoRA adapter folder as its own repo, or into `subfolder` of an existing model repo.
 
     将 PEFT LoRA 适配器推送为独立仓库，或放到基础模型仓库的子目录中；模型卡注明基础模型。
@@ -263,7 +265,7 @@ def push_adapter_folder(folder, repo_id: str, *, subfolder: str | None = None, b
     def stage(output, overwrite_output):
         return stage_adapter_folder(folder, output, repo_id=repo_id, subfolder=subfolder, base_model=base_model,
                                     overwrite=overwrite_output, license=license, language=language,
-                                    datasets=datasets, record=record)
+                                    datasets=datasets)
 
     return _push(stage, folder, repo_id, path_in_repo=subfolder, private=private, revision=revision,
                  commit_message=commit_message, token=token, endpoint=endpoint, dry_run=dry_run,

@@ -398,3 +398,16 @@ def test_weights_that_do_not_match_the_config_are_refused_by_name_not_pushed_par
     with pytest.raises(ValueError, match="missing keys: model.layers.1.mlp.up_proj.weight"):
         push_model_folder(model_folder, "alice/m", api=api, token="hf_test")
     assert api.calls == []
+
+
+def test_cli_push_adapter_dry_run_and_an_adapter_given_to_push_is_redirected(tmp_path, capsys):
+    from peft import LoraConfig, get_peft_model
+
+    get_peft_model(GPT.model(), LoraConfig(r=2, target_modules=["c_attn"], task_type="CAUSAL_LM")).save_pretrained(
+        tmp_path / "adapter")
+    with pytest.raises(SystemExit, match="is a PEFT adapter folder; push it with `push-adapter`"):
+        cli.main(["push", str(tmp_path / "adapter"), "alice/gpt-lora", "--dry-run"])
+    assert cli.main(["push-adapter", str(tmp_path / "adapter"), "alice/gpt-lora", "--base-model", "alice/gpt",
+                     "--dry-run", "--staging-dir", str(tmp_path / "staged")]) == 0
+    assert "adapter_model.safetensors" in capsys.readouterr().out
+    assert ModelCard.load(tmp_path / "staged" / "README.md").data.base_model == "alice/gpt"
