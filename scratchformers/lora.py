@@ -166,8 +166,9 @@ class LoRALinear(nn.Module):
         if self.merged or self.disabled:
             return result
         # B(A·x): two thin matmuls through the rank-r bottleneck; (B·A) is never formed (see `lora_matmul_cost`).
-        update = self.lora_B(self.lora_A(self.lora_dropout(x)))  # (..., r) -> (..., out_features)
-        return result + update * self.scaling
+        # One expression on purpose: a named `update = ...` would keep that (..., out_features) tensor alive during
+        # the addition, one extra activation per layer at the memory peak.
+        return result + self.lora_B(self.lora_A(self.lora_dropout(x))) * self.scaling  # (..., r) -> (..., out)
 
     def delta_weight(self) -> torch.Tensor:
         return (self.lora_B.weight @ self.lora_A.weight) * self.scaling  # (out_features, in_features)

@@ -290,3 +290,32 @@ def test_peft_helper_defaults_generate_and_merge_and_unload(family):
     # after register_peft_defaults a bare LoraConfig finds the targets by model_type
     bare = get_peft_model(make_model(family, "CAUSAL_LM"), LoraConfig(task_type="CAUSAL_LM"))
     assert set(bare.peft_config["default"].target_modules) == set(lora.DEFAULT_TARGET_MODULES[f"scratch_{family}"])
+
+
+@pytest.mark.parametrize("family", ["gpt", "llama2"])
+def test_hand_rolled_training_step_peak_memory_is_not_above_peft(family):
+    from torch.profiler import ProfilerActivity, profile
+
+    _, peft_model, hand = twin_models(family, "SEQ_CLS")
+    batch = make_batch("SEQ_CLS")
+    peaks = {}
+    for name, model in (("peft", peft_model), ("hand", hand)):
+        model.train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+
+        def step():
+            model(**batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        step()  # AdamW state now exists, as in every later step
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step()
+        sizes = [e.nbytes() for e in sorted(prof.profiler.kineto_results.events(), key=lambda e: e.start_ns())
+                 if e.name() == "[memory]"]
+        live, peak = 0, 0
+        for size in sizes:
+            live += size
+            peak = max(peak, live)
+        peaks[name] = peak
+    assert 0 < peaks["hand"] <= peaks["peft"]
