@@ -1,0 +1,137 @@
+"""The `scratchformers` command: help of every job, config files, errors, pretrain -> generate, the demo."""
+
+import json
+
+import pytest
+
+from scratchformers.cli import COMMANDS, main, parse_command
+from scratchformers.training.synthetic import make_story_corpus
+
+TINY_GPT = "num_hidden_layers=2,hidden_size=64,num_attention_heads=2"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli_corpus") / "stories.txt"
+    path.write_text("\n\n".join(make_story_corpus(120, seed=9)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    """A tiny model trained through the CLI (tokenizer trained on the fly)."""
+    out = tmp_path_factory.mktemp("cli_run") / "model"
+    code = main([
+        "pretrain", "--train_files", str(corpus), "--output_dir", str(out), "--vocab_size", "300",
+        "--config_overrides", TINY_GPT, "--block_size", "32", "--max_steps", "4", "--eval_steps", "2",
+        "--save_steps", "4", "--per_device_train_batch_size", "4", "--disable_tqdm", "true",
+        "--sample_prompts", "Tom had", "--sample_max_new_tokens", "4",
+    ])
+    assert code == 0
+    return out
+
+
+def test_every_command_has_help_listing_its_flags(capsys):
+    expected = {
+        "train-tokenizer": "--vocab_size",
+        "pretrain": "--gradient_accumulation_steps",
+        "sft": "--max_length",
+        "classify": "--label_column",
+        "generate": "--no_repeat_ngram_size",
+        "demo": "--overwrite",
+    }
+    assert set(expected) == set(COMMANDS)
+    for command, flag in expected.items():
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        text = capsys.readouterr().out
+        assert flag in text and "--config" in text, command
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert all(command in top for command in COMMANDS)
+
+
+def test_training_arguments_come_from_a_config_file_and_flags_override_it(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("train_files: [a.txt, b.txt]\nlearning_rate: 0.01\nmax_steps: 7\nbf16: true\npreset: llama2-tiny\n")
+    model_args, data_args, training_args = parse_command("pretrain", ["--config", str(config), "--max_steps", "9",
+                                                                      "--output_dir", str(tmp_path / "o")])
+    assert data_args.train_files == ["a.txt", "b.txt"] and model_args.preset == "llama2-tiny"
+    assert training_args.learning_rate == 0.01 and training_args.bf16 is True
+    assert training_args.max_steps == 9  # the flag wins over the file
+    assert training_args.lr_scheduler_type == "cosine" and training_args.save_total_limit == 2  # CLI defaults
+    as_json = tmp_path / "run.json"
+    as_json.write_text(json.dumps({"model_name_or_path": "m", "max_length": 64, "num_train_epochs": 2}))
+    sft_args, training_args = parse_command("sft", ["--config", str(as_json)])
+    assert sft_args.max_length == 64 and training_args.num_train_epochs == 2
+
+
+def test_config_file_with_an_unknown_key_is_a_clear_error(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("learning_rate: 0.01\nlerning_rate: 0.02\n")
+    assert main(["pretrain", "--config", str(config)]) == 2
+    assert "bad.yaml: unknown keys ['lerning_rate']" in capsys.readouterr().err
+
+
+def test_missing_training_file_is_a_clear_error(tmp_path, capsys):
+    code = main(["pretrain", "--train_files", str(tmp_path / "nope.txt"), "--output_dir", str(tmp_path / "o")])
+    assert code == 2
+    assert f"data file not found: {tmp_path / 'nope.txt'}" in capsys.readouterr().err
+
+
+def test_pretrain_output_is_not_overwritten_without_the_flag(trained, corpus, capsys):
+    before = (trained / "model.safetensors").read_bytes()
+    code = main(["pretrain", "--train_files", str(corpus), "--output_dir", str(trained), "--max_steps", "1"])
+    assert code == 2
+    assert "already holds results" in capsys.readouterr().err
+    assert (trained / "model.safetensors").read_bytes() == before
+
+
+def test_generate_streams_tokens_with_every_sampling_option(trained, capsys):
+    sampling = ["--model_name_or_path", str(trained), "--prompt", "Tom had", "--max_new_tokens", "6",
+                "--do_sample", "true", "--temperature", "0.9", "--top_k", "20", "--top_p", "0.95",
+                "--repetition_penalty", "1.2", "--no_repeat_ngram_size", "2", "--seed", "3"]
+    assert main(["generate", *sampling]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("Tom had") and len(first.strip()) > len("Tom had")
+    assert main(["generate", *sampling]) == 0
+    assert capsys.readouterr().out == first  # the seed makes sampling repeatable
+    beams = ["--model_name_or_path", str(trained), "--prompt", "Tom", "--max_new_tokens", "4", "--do_sample", "false",
+             "--num_beams", "2", "--num_return_sequences", "2"]
+    assert main(["generate", *beams]) == 0
+    assert capsys.readouterr().out.count("--- sample") == 2
+    assert main(["generate", "--model_name_or_path", str(trained / "absent")]) == 2
+
+
+def test_train_tokenizer_command_reports_compression_and_keeps_an_existing_tokenizer(corpus, tmp_path, capsys):
+    out = tmp_path / "tok"
+    args = ["train-tokenizer", "--train_files", str(corpus), "--output_dir", str(out), "--vocab_size", "300"]
+    assert main(args) == 0
+    assert "bytes/token" in capsys.readouterr().out
+    assert (out / "tokenizer.json").is_file()
+    assert main(args) == 2
+    assert "already holds a tokenizer" in capsys.readouterr().err
+
+
+def test_demo_quick_runs_the_whole_path_and_never_clobbers_a_foreign_folder(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--num_stories", "200", "--output_dir", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "pretraining validation loss:" in text and "[sft] assistant:" in text
+    results = json.loads((out / "demo_results.json").read_text())
+    assert results["pretrain_eval_loss"] > 0
+    for folder in ("pretrained", "sft", "tokenizer"):
+        assert (out / folder / "tokenizer.json").is_file()
+    assert (out / "pretrained" / "loss_curve.png").is_file()
+    # Re-running replaces the previous demo folder ...
+    assert main(["demo", "--quick", "--num_stories", "200", "--output_dir", str(out)]) == 0
+    capsys.readouterr()
+    # ... but a folder the demo did not make is refused.
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert main(["demo", "--quick", "--output_dir", str(foreign)]) == 2
+    assert "was not made by `scratchformers demo`" in capsys.readouterr().err
+    assert (foreign / "notes.txt").read_text() == "keep me"
