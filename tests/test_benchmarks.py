@@ -1,0 +1,52 @@
+"""The benchmark entry point keeps working: its smallest mode runs end to end and writes complete results."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_models.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_models", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_smoke_mode_writes_every_row_with_matching_greedy_tokens(tmp_path):
+    bench = load_bench()
+    result = bench.main(["--smoke", "--out", str(tmp_path)])
+
+    written = sorted(tmp_path.glob("*_smoke.json"))
+    assert len(written) == 1
+    saved = json.loads(written[0].read_text())
+    assert saved["mode"] == "smoke" and saved["command"].endswith("--smoke --out " + str(tmp_path))
+    assert saved["machine"]["cores"] >= 1 and saved["machine"]["torch"] and saved["machine"]["transformers"]
+    assert (tmp_path / "latest_smoke.md").read_text().count("\n| gpt-micro vs GPT2LMHeadModel") >= 2
+
+    assert saved["matmul_peak_gflops"] > 0
+    assert {(r["family"], r["attn"]) for r in result["train"]} == {("gpt", "sdpa"), ("llama2", "sdpa")}
+    for row in saved["train"]:
+        for key in ("ours_tokens_per_s", "native_tokens_per_s", "ours_mfu", "ours_peak_step_mb", "ratio"):
+            assert math.isfinite(row[key]) and row[key] > 0, (key, row)
+        assert row["flops_per_token"] > 6 * row["matmul_params"]
+
+    # same weights, same greedy decoding: ours and native must produce identical tokens, cached or not
+    assert {(r["family"], r["cache"]) for r in saved["generation"]} == {
+        ("gpt", True), ("gpt", False), ("llama2", True), ("llama2", False)
+    }
+    assert all(r["same_tokens"] for r in saved["generation"])
+    assert all(r["ours_cached_vs_uncached"] > 0 for r in saved["generation"] if r["cache"])
+
+
+def test_train_flops_formula_counts_linear_weights_and_attention():
+    bench = load_bench()
+    ours, native = bench.build_pair("llama2", "micro", "sdpa", vocab_size=300)
+    c = ours.config
+    per_layer = 2 * c.hidden_size * c.hidden_size + 2 * c.hidden_size * c.num_key_value_heads * c.head_dim
+    per_layer += 3 * c.hidden_size * c.intermediate_size
+    n = c.num_hidden_layers * per_layer + c.vocab_size * c.hidden_size  # + untied LM head
+    assert bench.matmul_params(ours) == bench.matmul_params(native) == n
+    assert bench.train_flops_per_token(ours, 64) == 6 * n + 12 * c.num_hidden_layers * 64 * c.hidden_size
