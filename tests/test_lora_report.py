@@ -29,6 +29,7 @@ def write_tiny_data(folder: Path):
                 for i in range(n):
                     label = i % 2
                     writer.writerow([" ".join(rng.choice(words[label]) for _ in range(6)), label])
+                writer.writerow(["房价5元/小时，不值。", 0])  # one word with "/": text, not a file path
     for split, n in (("train", 40), ("test", 12)):
         with open(folder / f"sft_en_gsm8k_{split}.jsonl", "w", encoding="utf-8") as f:
             for i in range(n):
