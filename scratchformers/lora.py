@@ -63,7 +63,7 @@ class LoraSettings:
     init_lora_weights: bool | str = True
     task_type: str | None = None
     base_model_name_or_path: str | None = None
-    exclude_modules: list[str] = field(default_factory=list)
+    exclude_modules: list[str] | str = field(default_factory=list)
 
     def __post_init__(self):
         if not isinstance(self.r, int) or self.r <= 0:
@@ -92,7 +92,8 @@ class LoraSettings:
             "lora_alpha": self.lora_alpha,
             "lora_dropout": self.lora_dropout,
             "target_modules": sorted(targets) if isinstance(targets, (list, tuple, set)) else targets,
-            "exclude_modules": sorted(self.exclude_modules) or None,
+            "exclude_modules": (self.exclude_modules if isinstance(self.exclude_modules, str)
+                                else sorted(self.exclude_modules) or None),
             "modules_to_save": self.modules_to_save,
             "use_rslora": self.use_rslora,
             "init_lora_weights": self.init_lora_weights,
@@ -124,7 +125,7 @@ class LoraSettings:
             init_lora_weights=config.get("init_lora_weights", True),
             task_type=config.get("task_type"),
             base_model_name_or_path=config.get("base_model_name_or_path"),
-            exclude_modules=list(config.get("exclude_modules") or []),
+            exclude_modules=config.get("exclude_modules") or [],
         )
 
 
@@ -201,7 +202,7 @@ def _name_matches(name: str, patterns: list[str] | str) -> bool:
 
 
 def find_target_modules(model: nn.Module, target_modules: list[str] | str | None = None,
-                        exclude_modules: list[str] = ()) -> list[str]:
+                        exclude_modules: list[str] | str = ()) -> list[str]:
     """Full names of the `nn.Linear` layers LoRA should wrap (same matching rules as PEFT).
 
     按名称选择要加 LoRA 的线性层：精确名/后缀（列表）、正则（字符串，需匹配完整名）或 "all-linear"（除输出头外的全部线性层）。
@@ -215,7 +216,8 @@ def find_target_modules(model: nn.Module, target_modules: list[str] | str | None
     for name, module in model.named_modules():
         if not isinstance(module, nn.Linear) or isinstance(module, LoRALinear) or ".lora_" in f".{name}":
             continue
-        if exclude_modules and _name_matches(name, list(exclude_modules)):
+        if exclude_modules and _name_matches(name, exclude_modules if isinstance(exclude_modules, str)
+                                             else list(exclude_modules)):
             continue
         if target_modules == "all-linear":
             if not _is_head(name):

@@ -210,11 +210,14 @@ def test_all_linear_skips_heads_and_patterns_match_like_peft():
     llama = make_model("llama2", "CAUSAL_LM")
     assert "lm_head" not in lora.find_target_modules(llama, "all-linear")
     assert lora.find_target_modules(llama, None) == lora.find_target_modules(llama, "all-linear")
-    for targets in (["c_proj"], r".*\.attn\.c_proj", "all-linear"):
-        peft_model = get_peft_model(copy.deepcopy(gpt), LoraConfig(task_type="SEQ_CLS", target_modules=targets))
+    cases = [(["c_proj"], []), (r".*\.attn\.c_proj", []), ("all-linear", []), ("all-linear", ["h.0.mlp.c_fc"]),
+             (["c_attn", "c_fc"], r"transformer\.h\.1\..*")]
+    for targets, exclude in cases:
+        peft_model = get_peft_model(copy.deepcopy(gpt), LoraConfig(task_type="SEQ_CLS", target_modules=targets,
+                                                                    exclude_modules=exclude or None))
         peft_targets = sorted(n.removeprefix("base_model.model.") for n, m in peft_model.named_modules()
-                              if hasattr(m, "lora_A") and isinstance(m, nn.Module) and hasattr(m, "base_layer"))
-        assert peft_targets == sorted(lora.find_target_modules(gpt, targets)), targets
+                              if hasattr(m, "lora_A") and hasattr(m, "base_layer"))
+        assert peft_targets == sorted(lora.find_target_modules(gpt, targets, exclude)), (targets, exclude)
 
 
 def test_bad_settings_and_targets_raise_clear_errors():
