@@ -103,7 +103,7 @@ def run_demo(args: DemoArguments) -> dict:
             train_files=[str(data_dir / "stories_train.txt")],
             validation_files=[str(data_dir / "stories_valid.txt")],
             block_size=96,
-            sample_prompts=["", "Lily had a", "One day he went to the"],
+            sample_prompts=["", "Lily and the frog.\n", "They counted from 3 to"],
             sample_max_new_tokens=60,
             overwrite=True,
         ),

@@ -31,10 +31,11 @@ def make_story(rng: random.Random, name: str | None = None, animal: str | None =
     he, his = _pronoun(name)
     color, thing, place = rng.choice(COLORS), rng.choice(THINGS), rng.choice(PLACES)
     friend = rng.choice([n for n in NAMES if n != name])
-    count = rng.randint(2, 6)
-    start = rng.randint(1, 9)
-    numbers = ", ".join(str(n) for n in range(start, start + count))
+    start = rng.randint(1, 12)
+    end = start + rng.randint(2, 6)
+    numbers = ", ".join(str(n) for n in range(start, end + 1))
     sentences = [
+        f"{name} and the {animal}.\n",  # the title: the story must follow it, a skill SFT builds on
         rng.choice(
             [
                 f"{name} had a {color} {thing}.",
@@ -58,13 +59,11 @@ def make_story(rng: random.Random, name: str | None = None, animal: str | None =
                 f"{name} and {friend} played with the {animal}.",
             ]
         ),
-        f"They counted the birds in the sky: {numbers}.",
+        f"They counted from {start} to {end}: {numbers}.",
         f"{name} was very {rng.choice(FEELINGS)}.",
         "The end.",
     ]
-    if rng.random() < 0.5:
-        del sentences[5]
-    return " ".join(sentences)
+    return sentences[0] + " ".join(sentences[1:])
 
 
 def make_story_corpus(num_stories: int = 4000, seed: int = 0) -> list[str]:
