@@ -190,7 +190,7 @@ class GPTModel(GPTPreTrainedModel):
                 f"output_attentions=True needs attn_implementation='eager', "
                 f"this model uses {self.config._attn_implementation!r}."
             )
-        if self.is_activation_checkpointing and self.training:
+        if self.training and self.is_activation_checkpointing:
             use_cache = False  # recomputing a block must not append to the cache a second time
 
         if inputs_embeds is None:

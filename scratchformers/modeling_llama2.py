@@ -249,7 +249,7 @@ class Llama2Model(Llama2PreTrainedModel):
                 f"output_attentions=True needs attn_implementation='eager', "
                 f"this model uses {self.config._attn_implementation!r}."
             )
-        if self.is_activation_checkpointing and self.training:
+        if self.training and self.is_activation_checkpointing:
             use_cache = False  # recomputing a layer must not append to the cache a second time
 
         if inputs_embeds is None:
