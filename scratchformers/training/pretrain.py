@@ -25,9 +25,9 @@ from .data import load_text_dataset, pack_dataset
 logger = logging.getLogger(__name__)
 
 
-def get_tokenizer(model_args: ModelArguments, train_files, text_column, training_args: TrainingArguments):
-    """The tokenizer to use: given folder, else the model folder's, else train one (main process first)."""
-    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+def get_tokenizer(model_args: ModelArguments, train_files, text_column, training_args, resume_from=None):
+    """The tokenizer: the given folder, else the model's, else the checkpoint's, else train one (rank 0 first)."""
+    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or resume_from
     if source:
         return load_tokenizer(source)
     output_dir = Path(training_args.output_dir)
@@ -69,7 +69,7 @@ def run_pretrain(
     else:
         raw_eval = None
 
-    tokenizer = get_tokenizer(model_args, data_args.train_files, data_args.text_column, training_args)
+    tokenizer = get_tokenizer(model_args, data_args.train_files, data_args.text_column, training_args, resume)
     model = build_causal_lm(
         model_args.model_name_or_path,
         model_args.preset,
