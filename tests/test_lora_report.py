@@ -43,7 +43,8 @@ def test_report_quick_run_writes_markdown_plots_and_matching_lora_curves(tmp_pat
     module = load_script()
     out = tmp_path / "report"
     result = module.main(["--quick", "--data-dir", str(tmp_path), "--out", str(out), "--families", "llama2",
-                          "--tasks", "sft_en", "cls_zh", "--steps", "4", "--pretrain-steps", "2"])
+                          "--tasks", "sft_en", "cls_zh", "--steps", "4", "--pretrain-steps", "2",
+                          "--threads", "1"])
     text = (out / "report.md").read_text(encoding="utf-8")
     assert "| llama2 | cls_zh | hand-rolled LoRA |" in text and "| llama2 | sft_en | PEFT LoRA |" in text
     for png in ("loss_curves.png", "trainable_params.png", "checkpoint_size.png", "step_time.png",
@@ -59,6 +60,9 @@ def test_report_quick_run_writes_markdown_plots_and_matching_lora_curves(tmp_pat
         assert run["hand"]["step_peak_bytes"] <= run["peft"]["step_peak_bytes"]
     assert 0.0 <= result["runs"]["llama2"]["cls_zh"]["hand"]["metric"] <= 1.0
     assert json.loads((out / "results.json").read_text())["tasks"] == ["sft_en", "cls_zh"]
+    (out / "report.md").unlink()
+    module.main(["--render-only", "--out", str(out)])
+    assert (out / "report.md").read_text(encoding="utf-8") == text
 
 
 def test_report_missing_data_file_names_the_path(tmp_path):
