@@ -18,6 +18,7 @@ Run from the repository root:
     python benchmarks/bench_models.py            # full run, a few minutes on 2 cores
     python benchmarks/bench_models.py --quick    # under 3 minutes
     python benchmarks/bench_models.py --smoke    # seconds; what tests/test_benchmarks.py runs
+Add `--threads 1` on a machine shared with other busy processes (see docs/benchmarks.md).
 """
 
 import argparse
@@ -57,17 +58,20 @@ TARGETS = {  # training tokens/s ours / native; generation targets are the same 
 }
 
 MODES = {
-    # training: sizes, attention kernels (mini_attns at mini size), batch x seq, warmup and timed repeats;
-    # generation (SDPA): sizes, batches with / without KV cache, new tokens, prompt length, timed repeats
+    # training: sizes, attention kernels (mini_attns at mini size), batch x seq, warmup steps (mini_warmup at mini
+    # size) and timed repeats; generation (SDPA): sizes, batches with KV cache (mini_gen_batches at mini size),
+    # batches also run without cache, new tokens, prompt length, timed repeats with / without cache
     "full": dict(sizes=["micro", "mini"], attns=["sdpa", "eager"], mini_attns=["sdpa", "eager"], batch=8, seq=256,
-                 warmup=2, repeats=5, gen_sizes=["micro", "mini"], gen_batches=[1, 8], gen_uncached_batches=[1, 8],
-                 gen_tokens=256, prompt=8, gen_repeats=3, matmul_n=2048),
+                 warmup=2, mini_warmup=2, repeats=5, gen_sizes=["micro", "mini"], gen_batches=[1, 8],
+                 mini_gen_batches=[1, 8], gen_uncached_batches=[1, 8], gen_tokens=256, prompt=8,
+                 gen_repeats=5, gen_uncached_repeats=2, matmul_n=2048),
     "quick": dict(sizes=["micro", "mini"], attns=["sdpa", "eager"], mini_attns=["sdpa"], batch=8, seq=256,
-                  warmup=2, repeats=3, gen_sizes=["micro"], gen_batches=[1, 8], gen_uncached_batches=[1],
-                  gen_tokens=256, prompt=8, gen_repeats=1, matmul_n=2048),
-    "smoke": dict(sizes=["micro"], attns=["sdpa"], mini_attns=["sdpa"], batch=2, seq=32, warmup=2, repeats=2,
-                  gen_sizes=["micro"], gen_batches=[1], gen_uncached_batches=[1], gen_tokens=8, prompt=4,
-                  gen_repeats=1, matmul_n=256),
+                  warmup=2, mini_warmup=1, repeats=3, gen_sizes=["micro", "mini"], gen_batches=[1, 8],
+                  mini_gen_batches=[1], gen_uncached_batches=[1], gen_tokens=256, prompt=8,
+                  gen_repeats=3, gen_uncached_repeats=1, matmul_n=2048),
+    "smoke": dict(sizes=["micro"], attns=["sdpa"], mini_attns=["sdpa"], batch=2, seq=32, warmup=2, mini_warmup=2,
+                  repeats=2, gen_sizes=["micro"], gen_batches=[1], mini_gen_batches=[1], gen_uncached_batches=[1],
+                  gen_tokens=8, prompt=4, gen_repeats=1, gen_uncached_repeats=1, matmul_n=256),
 }
 
 
@@ -209,7 +213,8 @@ def bench_train(family, size, attns, batch, seq, warmup, repeats, vocab_size, pe
     return rows
 
 
-def bench_generate(family, size, batches, uncached_batches, new_tokens, prompt_len, repeats, vocab_size):
+def bench_generate(family, size, batches, uncached_batches, new_tokens, prompt_len, repeats, uncached_repeats,
+                   vocab_size):
     """Generation rows for one (family, size) on SDPA: with and without KV cache, ours and native, interleaved."""
     # the learned position table must hold prompt + new tokens (gpt-micro has 256 positions)
     ours, native = build_pair(family, size, "sdpa", vocab_size,
@@ -235,7 +240,9 @@ def bench_generate(family, size, batches, uncached_batches, new_tokens, prompt_l
                 fns[who, cache] = make(model, (who, cache), cache, new_tokens)
                 warm[who, cache] = make(model, (who, cache), cache, 4)
         interleaved(warm, warmup=0, repeats=1)  # first calls build generation configs and caches
-        seconds = interleaved(fns, warmup=0, repeats=repeats)
+        seconds = interleaved({k: f for k, f in fns.items() if k[1]}, warmup=0, repeats=repeats)
+        if False in caches:
+            seconds |= interleaved({k: f for k, f in fns.items() if not k[1]}, warmup=0, repeats=uncached_repeats)
         for cache in caches:
             row = dict(family=family, size=size, preset=PRESETS[family, size], attn="sdpa", batch=batch,
                        prompt=prompt_len, new_tokens=new_tokens, cache=cache)
@@ -343,7 +350,8 @@ def markdown(result: dict) -> str:
         "gradients, temporaries), from torch.profiler's allocation events; static MB: weights + AdamW state.",
         "",
         f"Greedy generation, SDPA, prompt {s['prompt']} tokens, fixed length (min_new_tokens = max_new_tokens), "
-        f"new tokens/s, median of {s['gen_repeats']} interleaved repeats:",
+        f"new tokens/s, median of {s['gen_repeats']} (with cache) / {s['gen_uncached_repeats']} (without) "
+        "interleaved repeats:",
         "",
         "| model | batch | KV cache | new tokens | ours tok/s | native tok/s | ours / native | same tokens "
         "| ours cached / uncached |",
@@ -451,17 +459,20 @@ def main(argv=None) -> dict:
         for family in families:
             for size in settings["sizes"]:
                 attns = settings["attns"] if size == "micro" else settings["mini_attns"]
-                log(f"[bench] train {family} {size} {attns}")
-                result["train"] += bench_train(family, size, attns, settings["batch"], settings["seq"],
-                                               settings["warmup"], settings["repeats"], args.vocab_size, peaks[0],
+                log(f"[bench] train {family} {size} {attns} ({time.perf_counter() - started:.0f} s)")
+                warmup = settings["warmup"] if size == "micro" else settings["mini_warmup"]
+                result["train"] += bench_train(family, size, attns, settings["batch"], settings["seq"], warmup,
+                                               settings["repeats"], args.vocab_size, peaks[0],
                                                memory=not args.no_memory)
     if not args.no_generate:
         for family in families:
             for size in settings["gen_sizes"]:
-                log(f"[bench] generate {family} {size} batches {settings['gen_batches']}")
-                result["generation"] += bench_generate(family, size, settings["gen_batches"],
-                                                       settings["gen_uncached_batches"], settings["gen_tokens"],
-                                                       settings["prompt"], settings["gen_repeats"], args.vocab_size)
+                batches = settings["gen_batches"] if size == "micro" else settings["mini_gen_batches"]
+                log(f"[bench] generate {family} {size} batches {batches} ({time.perf_counter() - started:.0f} s)")
+                result["generation"] += bench_generate(family, size, batches, settings["gen_uncached_batches"],
+                                                       settings["gen_tokens"], settings["prompt"],
+                                                       settings["gen_repeats"], settings["gen_uncached_repeats"],
+                                                       args.vocab_size)
     if args.compile:
         for family in families:
             log(f"[bench] torch.compile {family} micro")
