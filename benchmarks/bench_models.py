@@ -427,16 +427,26 @@ def main(argv=None) -> dict:
         bad = [v for v in values if v not in known]
         if bad:
             raise SystemExit(f"Unknown {name} {bad[0]!r}; choose from {', '.join(known)}.")
+    threads, verbosity = torch.get_num_threads(), transformers.logging.get_verbosity()
     if args.threads:
         torch.set_num_threads(args.threads)
-    transformers.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()  # the vocab-8192 models warn about nothing useful
+    try:
+        argv = sys.argv[1:] if argv is None else argv
+        command = " ".join(["python", "benchmarks/bench_models.py", *map(shlex.quote, argv)])
+        return run(args, mode, settings, families, command)
+    finally:  # main() is also called in-process by the tests
+        torch.set_num_threads(threads)
+        transformers.logging.set_verbosity(verbosity)
 
+
+def run(args, mode, settings, families, command) -> dict:
+    """Every benchmark of one invocation; prints the table and writes the JSON and markdown files."""
     started = time.perf_counter()
     result = dict(
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         mode=mode,
-        command=" ".join(["python", "benchmarks/bench_models.py", *map(shlex.quote, sys.argv[1:] if argv is None
-                                                                        else argv)]),
+        command=command,
         machine=machine_info(),
         load_average_start=load_average(),
         settings=settings,
