@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -292,6 +293,24 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
     for layer in lora_layers(model).values():
         layer.unmerge()
     return model
+
+
+@contextmanager
+def lora_disabled(model: nn.Module):
+    """Run the base model alone inside the `with` block (like PEFT's `disable_adapter()`), e.g. as a reference."""
+    layers = list(lora_layers(model).values())
+    merged = [layer for layer in layers if layer.merged]
+    for layer in merged:
+        layer.unmerge()
+    for layer in layers:
+        layer.disabled = True
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.disabled = False
+        for layer in merged:
+            layer.merge()
 
 
 def unload_lora(model: nn.Module, merge: bool = True) -> nn.Module:

@@ -180,6 +180,7 @@ def test_trainer_runs_give_same_loss_trajectory_for_peft_and_hand_rolled(tmp_pat
 def test_merge_unmerge_and_unload(family):
     base = make_model(family, "CAUSAL_LM")
     original = copy.deepcopy(base.state_dict())
+    plain_logits = base(**make_batch("CAUSAL_LM")).logits
     hand = lora.add_lora(base, LoraSettings(r=4, lora_alpha=8, target_modules="all-linear"))
     with torch.no_grad():
         for layer in lora.lora_layers(hand).values():
@@ -190,6 +191,15 @@ def test_merge_unmerge_and_unload(family):
     torch.testing.assert_close(hand(**batch).logits, unmerged, atol=1e-5, rtol=1e-5)
     lora.unmerge_lora(hand)
     torch.testing.assert_close(hand(**batch).logits, unmerged, atol=1e-5, rtol=1e-5)
+    with lora.lora_disabled(hand):
+        base_logits = hand(**batch).logits
+    torch.testing.assert_close(base_logits, plain_logits)
+    assert not torch.allclose(base_logits, unmerged, atol=1e-4)
+    lora.merge_lora(hand)
+    with lora.lora_disabled(hand):  # a merged adapter is taken out for the block and put back after it
+        torch.testing.assert_close(hand(**batch).logits, base_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(hand(**batch).logits, unmerged, atol=1e-5, rtol=1e-5)
+    lora.unmerge_lora(hand)
     plain = lora.unload_lora(hand)
     assert not lora.lora_layers(plain) and not any(".lora_" in k for k in plain.state_dict())
     assert set(plain.state_dict()) == set(original)
