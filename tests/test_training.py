@@ -114,6 +114,9 @@ def test_load_text_dataset_errors_name_the_file(tmp_path):
     (tmp_path / "rows.jsonl").write_text('{"body": "x"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="rows.jsonl.*'text'"):
         load_text_dataset([str(tmp_path / "rows.jsonl")])
+    (tmp_path / "gap.jsonl").write_text('{"text": "a"}\n\n{"text": "b"}\n{"title": "no text"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="gap.jsonl:4: row has no 'text' value"):
+        load_text_dataset([str(tmp_path / "gap.jsonl")])
 
 
 def test_model_fit_checks_reject_big_blocks_and_oversized_tokenizers(tokenizer_dir):

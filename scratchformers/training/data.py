@@ -71,12 +71,27 @@ def load_text_dataset(paths, text_column: str = "text", split_by: str = "paragra
                 loaded = loaded.rename_column("text", text_column)
         if text_column not in loaded.column_names:
             raise ValueError(f"{file}: no column {text_column!r} (columns: {loaded.column_names}); set --text_column")
+        if not path.is_dir() and path.suffix.lower() in JSON_SUFFIXES + CSV_SUFFIXES:
+            missing = next((i for i, text in enumerate(loaded[text_column]) if text is None), None)
+            if missing is not None:
+                raise ValueError(f"{_line_of_row(path, missing)}: row has no {text_column!r} value")
         parts.append(loaded.select_columns([text_column]).cast_column(text_column, datasets.Value("string")))
     dataset = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     dataset = dataset.filter(lambda batch: [bool(t and t.strip()) for t in batch[text_column]], batched=True)
     if len(dataset) == 0:
         raise ValueError(f"empty corpus: no non-empty text in {', '.join(files)}")
     return dataset
+
+
+def _line_of_row(path: Path, index: int) -> str:
+    """`file:line` of the index-th record (JSONL: non-blank lines; CSV: after the header, one line per row)."""
+    if path.suffix.lower() in CSV_SUFFIXES:
+        return f"{path}:{index + 2}"
+    with path.open(encoding="utf-8") as f:
+        lines = (number for number, line in enumerate(f, start=1) if line.strip())
+        for _ in range(index):
+            next(lines, None)
+        return f"{path}:{next(lines, '?')}"
 
 
 def pack_dataset(dataset: Dataset, tokenizer, block_size: int, text_column: str = "text", num_proc=None) -> Dataset:
