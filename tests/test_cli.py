@@ -135,3 +135,30 @@ def test_demo_quick_runs_the_whole_path_and_never_clobbers_a_foreign_folder(tmp_
     assert main(["demo", "--quick", "--output_dir", str(foreign)]) == 2
     assert "was not made by `scratchformers demo`" in capsys.readouterr().err
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def _fake_hub_package(monkeypatch, tmp_path, cli_source):
+    import sys
+    import types
+
+    folder = tmp_path / "hub_scripts"
+    folder.mkdir(parents=True)
+    (folder / "cli.py").write_text(cli_source)
+    package = types.ModuleType("hub_scripts")
+    package.__path__ = [str(folder)]
+    monkeypatch.setitem(sys.modules, "hub_scripts", package)
+    monkeypatch.delitem(sys.modules, "hub_scripts.cli", raising=False)
+
+
+def test_hub_commands_are_registered_and_a_broken_hub_module_is_not_hidden(monkeypatch, tmp_path):
+    from scratchformers.cli import build_main_parser
+
+    _fake_hub_package(monkeypatch, tmp_path / "ok", "def register(sub):\n    sub.add_parser('hub-job', help='a hub job')\n")
+    assert "hub-job" in build_main_parser().format_help()
+    _fake_hub_package(monkeypatch, tmp_path / "broken", "import a_dependency_that_is_not_installed\n")
+    with pytest.raises(ModuleNotFoundError, match="a_dependency_that_is_not_installed"):
+        build_main_parser()
+    import sys
+
+    monkeypatch.setitem(sys.modules, "hub_scripts.cli", None)  # hub_scripts without its cli: the jobs still work
+    assert "pretrain" in build_main_parser().format_help()
