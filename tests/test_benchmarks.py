@@ -50,3 +50,24 @@ def test_train_flops_formula_counts_linear_weights_and_attention():
     n = c.num_hidden_layers * per_layer + c.vocab_size * c.hidden_size  # + untied LM head
     assert bench.matmul_params(ours) == bench.matmul_params(native) == n
     assert bench.train_flops_per_token(ours, 64) == 6 * n + 12 * c.num_hidden_layers * 64 * c.hidden_size
+
+
+def test_native_gpt2_uses_its_default_gelu_new_and_the_control_our_fused_gelu_with_the_same_weights():
+    import torch
+    import transformers
+
+    bench = load_bench()
+    assert transformers.GPT2Config().activation_function == bench.NATIVE_GPT_ACT == "gelu_new"
+    ours, native = bench.build_pair("gpt", "micro", "sdpa", vocab_size=300)
+    control = bench.build_pair("gpt", "micro", "sdpa", vocab_size=300, control=True)[1]
+    assert ours.config.hidden_act == control.config.activation_function == "gelu_pytorch_tanh"
+    assert native.config.activation_function == "gelu_new"
+    for model in (native, control):
+        assert (model.config.resid_pdrop, model.config.embd_pdrop, model.config.attn_pdrop) == (0.0, 0.0, 0.0)
+    assert (ours.config.hidden_dropout, ours.config.embedding_dropout, ours.config.attention_dropout) == (0, 0, 0)
+
+    ids = torch.randint(3, 300, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = [m.eval()(input_ids=ids).logits for m in (ours, native, control)]
+    assert torch.equal(logits[0], logits[2])  # same kernels, same weights
+    assert (logits[0] - logits[1]).abs().max() < 1e-5  # the two tanh-GELU formulas differ only by rounding
