@@ -421,20 +421,24 @@ def markdown(result: dict) -> str:
         "|---|---:|---|---:|---:|---:|---:|---|---:|",
     ]
     if any(r.get("cached_vs_uncached_is_lower_bound") for r in result["generation"]):
-        lines[-3:-3] = [
+        lines[-2:-2] = [
             "Where the uncached run is shorter than the cached one (quick mode at mini size), its tokens/s is "
-            "higher than it would be at full length, so cached / uncached (marked ≥) is a lower bound.",
+            "higher than it would be at full length, so cached / uncached (marked ≥) is only a lower bound and "
+            "gets ✓ only if even the bound meets the target; the full mode measures both at the same length.",
             "",
         ]
     for r in result["generation"]:
         vs_uncached = r.get("ours_cached_vs_uncached")
+        bound = r.get("cached_vs_uncached_is_lower_bound")
+        vs_target = TARGETS["generate_cached_vs_uncached"]
+        if bound and vs_uncached and vs_uncached < vs_target:
+            vs_target = None  # a bound below the target says nothing either way
         target = TARGETS["generate_cached_vs_native"] if r["cache"] else None
         lines.append(
             f"| {r['preset']} vs {native_label(r)} | {r['batch']} | {'yes' if r['cache'] else 'no'} "
             f"| {r['new_tokens']} | {r['ours_tokens_per_s']:.0f} | {r['native_tokens_per_s']:.0f} "
             f"| {fmt_ratio(r['ratio'], target)} | {'yes' if r['same_tokens'] else 'NO'} "
-            f"| {'≥ ' if r.get('cached_vs_uncached_is_lower_bound') else ''}"
-            f"{fmt_ratio(vs_uncached, TARGETS['generate_cached_vs_uncached']) if vs_uncached else ''} |"
+            f"| {'≥ ' if bound else ''}{fmt_ratio(vs_uncached, vs_target) if vs_uncached else ''} |"
         )
     if result.get("compile"):
         lines += [
