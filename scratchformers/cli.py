@@ -121,7 +121,7 @@ def _train_tokenizer(args: TokenizerArguments) -> None:
     if not args.train_files:
         raise ValueError("train-tokenizer needs --train_files")
     tokenizer = train_tokenizer(
-        args.train_files, vocab_size=args.vocab_size, min_frequency=args.min_frequency, text_column=args.text_column
+        [Path(f) for f in args.train_files], vocab_size=args.vocab_size, min_frequency=args.min_frequency, text_column=args.text_column
     )
     tokenizer.save_pretrained(out)
     sample, size = [], 0

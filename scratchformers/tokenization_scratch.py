@@ -52,7 +52,10 @@ _LINES_PER_CHUNK = 256  # text files are fed to BPE in chunks of lines so that r
 
 
 def _is_path_like(item) -> bool:
-    """A list element is a file when it is a Path, names an existing file, or is one word that looks like a path."""
+    """A list element is a file when it is a Path, names an existing file, or is one word with a corpus suffix.
+
+    A "/" alone does not make a path: Chinese text has no spaces and may hold one ("5元/小时").
+    """
     if isinstance(item, os.PathLike):
         return True
     if not isinstance(item, str) or not item or "\n" in item or len(item) > 4096:
@@ -60,7 +63,7 @@ def _is_path_like(item) -> bool:
     if os.path.isfile(item) or os.path.isdir(item):
         return True
     one_word = not any(c.isspace() for c in item)
-    return one_word and ("/" in item or os.sep in item or Path(item).suffix.lower() in KNOWN_SUFFIXES)
+    return one_word and Path(item).suffix.lower() in KNOWN_SUFFIXES
 
 
 def _record_text(record, text_column: str, where: str) -> str:
@@ -197,8 +200,9 @@ def iter_texts(source, text_column: str = "text") -> Iterator[str]:
     `text_column`, else instruction/input/output joined by newlines, else the contents of `messages`; `.csv`/`.tsv`
     the column `text_column`; a folder written by `Dataset.save_to_disk`. A DatasetDict gives its "train" split
     (all splits when there is none). In a list or tuple an element is read as a file when it is a `pathlib.Path`,
-    names an existing file or folder, or is a string without whitespace that contains "/" or ends in a known suffix
-    (so a missing "data/corpus" raises FileNotFoundError); any other string is text. Other iterables (generators)
+    names an existing file or folder, or is a string without whitespace that ends in a known suffix (so a missing
+    "data/corpus.txt" raises FileNotFoundError; pass `Path` objects to make every element a file); any other
+    string is text. Other iterables (generators)
     yield their strings as text.
     """
     if isinstance(source, (str, os.PathLike)):

@@ -345,7 +345,10 @@ def test_list_elements_are_files_only_when_they_look_like_paths(tmp_path):
     with pytest.raises(FileNotFoundError, match="no_such_notes.md"):
         train_tokenizer(["some text", "no_such_notes.md"], show_progress=False)
     with pytest.raises(FileNotFoundError, match="data/no_such_corpus"):
-        train_tokenizer(["data/no_such_corpus"], show_progress=False)  # a CLI argument with a typo is not text
+        train_tokenizer([Path("data/no_such_corpus")], show_progress=False)  # a Path is always a file
+    review = "房间很干净，价格120元/晚，服务周到。"  # no spaces and a "/": still text, not a missing file
+    tok = train_tokenizer([review] * 40, vocab_size=300, show_progress=False)
+    assert tok.decode(tok(review)["input_ids"]) == review
     assert_learned_marker(train_tokenizer(iter([MARKER + " data/x"] * 30), vocab_size=300, show_progress=False))
 
 

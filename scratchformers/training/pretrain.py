@@ -34,7 +34,7 @@ def get_tokenizer(model_args: ModelArguments, train_files, text_column, training
     with training_args.main_process_first(desc="training the tokenizer"):
         if training_args.process_index == 0:
             tokenizer = train_tokenizer(
-                train_files, vocab_size=model_args.vocab_size, text_column=text_column, show_progress=True
+                [Path(f) for f in train_files], vocab_size=model_args.vocab_size, text_column=text_column, show_progress=True
             )
             tokenizer.save_pretrained(output_dir)
         else:
