@@ -53,6 +53,7 @@ class GPTAttention(nn.Module):
         self.is_causal = True
         self.c_attn = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.c_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.c_proj.is_residual_projection = True  # scaled at init, see GPTPreTrainedModel._init_weights
         self.resid_dropout = nn.Dropout(config.hidden_dropout)
 
     def forward(self, hidden_states, attention_mask=None, cache: Cache | None = None, **kwargs):
@@ -86,6 +87,7 @@ class GPTMLP(nn.Module):
         self.c_fc = nn.Linear(config.hidden_size, config.intermediate_size)
         self.act = ACT2FN[config.hidden_act]
         self.c_proj = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.c_proj.is_residual_projection = True  # scaled at init, see GPTPreTrainedModel._init_weights
         self.dropout = nn.Dropout(config.hidden_dropout)
 
     def forward(self, x):
@@ -123,11 +125,15 @@ class GPTPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
 
     def _init_weights(self, module):
-        super()._init_weights(module)  # N(0, initializer_range) for Linear/Embedding, ones/zeros for LayerNorm
-        if isinstance(module, (GPTAttention, GPTMLP)):
-            # GPT-2: scale the projections that write into the residual stream by 1/sqrt(2 * n_layer)
+        if getattr(module, "is_residual_projection", False):
+            # GPT-2: the projections that write into the residual stream start smaller, by 1/sqrt(2 * n_layer),
+            # so the residual stream's variance does not grow with depth. (Marked on the Linear itself: transformers
+            # skips `_init_weights` for parameter-less parents such as GPTAttention in custom models.)
             std = self.config.initializer_range / (2 * self.config.num_hidden_layers) ** 0.5
-            init.normal_(module.c_proj.weight, mean=0.0, std=std)
+            init.normal_(module.weight, mean=0.0, std=std)
+            init.zeros_(module.bias)
+        else:
+            super()._init_weights(module)  # N(0, initializer_range) for Linear/Embedding, ones/zeros for LayerNorm
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self.is_remote_code():

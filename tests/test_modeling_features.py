@@ -168,3 +168,18 @@ def test_dropout_is_active_in_training_and_off_in_eval():
         assert torch.equal(model(x).logits, model(x).logits)
         model.train()
         assert not torch.equal(model(x).logits, model(x).logits)
+
+
+def test_fresh_weights_have_the_initialisation_statistics_of_the_native_model(family):
+    # GPT-2's residual projections start at initializer_range / sqrt(2 * n_layer); everything else N(0, 0.02),
+    # norms at 1, biases at 0. Compared tensor by tensor with transformers' own freshly initialised model.
+    config = family.config(hidden_size=128, num_attention_heads=4, intermediate_size=512)
+    torch.manual_seed(0)
+    ours = family.causal_lm(config)
+    torch.manual_seed(1)
+    native = type(family.to_native(ours))(family.native_config(config))
+    native_params = family.native_state_dict(dict(native.state_dict()))
+    for name, tensor in ours.state_dict().items():
+        theirs = native_params[name]
+        assert abs(tensor.float().std() - theirs.float().std()) <= 0.05 * theirs.float().std() + 1e-6, name
+        assert abs(tensor.float().mean() - theirs.float().mean()) <= 0.01, name
