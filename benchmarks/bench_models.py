@@ -18,7 +18,7 @@ Run from the repository root:
     python benchmarks/bench_models.py            # full run, a few minutes on 2 cores
     python benchmarks/bench_models.py --quick    # under 3 minutes
     python benchmarks/bench_models.py --smoke    # seconds; what tests/test_benchmarks.py runs
-Add `--threads 1` on a machine shared with other busy processes (see docs/benchmarks.md).
+Add `--threads 1` on a machine shared with other busy processes (see the README, "Shared machines").
 """
 
 import argparse
