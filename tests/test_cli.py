@@ -5,7 +5,12 @@ import json
 import pytest
 
 from scratchformers.cli import COMMANDS, main, parse_command
-from scratchformers.training.synthetic import make_story_corpus
+from scratchformers.training.synthetic import (
+    instruction_followed,
+    make_instruction_checks,
+    make_story,
+    make_story_corpus,
+)
 
 TINY_GPT = "num_hidden_layers=2,hidden_size=64,num_attention_heads=2"
 
@@ -122,6 +127,8 @@ def test_demo_quick_runs_the_whole_path_and_never_clobbers_a_foreign_folder(tmp_
     assert "pretraining validation loss:" in text and "[sft] assistant:" in text
     results = json.loads((out / "demo_results.json").read_text())
     assert results["pretrain_eval_loss"] > 0
+    assert sum(score["total"] for score in results["instructions_followed"].values()) == 2
+    assert "instructions followed (count, greedy, fresh prompts): " in text
     for folder in ("pretrained", "sft", "tokenizer"):
         assert (out / folder / "tokenizer.json").is_file()
     assert (out / "pretrained" / "loss_curve.png").is_file()
@@ -135,6 +142,25 @@ def test_demo_quick_runs_the_whole_path_and_never_clobbers_a_foreign_folder(tmp_
     assert main(["demo", "--quick", "--output_dir", str(foreign)]) == 2
     assert "was not made by `scratchformers demo`" in capsys.readouterr().err
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_instruction_check_accepts_exact_answers_and_rejects_drift():
+    import random
+
+    checks = make_instruction_checks(6, seed=3)
+    assert [task for task, _, _ in checks] == ["count", "story"] * 3
+    for task, prompt, want in checks:
+        if task == "count":
+            assert instruction_followed(task, want["expected"], want)
+            assert not instruction_followed(task, want["expected"][:-1] + ", 99.", want)
+        else:
+            story = make_story(random.Random(0), want["name"], want["animal"])
+            assert instruction_followed(task, story, want), story
+            other = next(a for a in ("cat", "dog") if a != want["animal"])
+            assert not instruction_followed(task, story.replace(f"the {want['animal']}", f"the {other}"), want)
+            assert not instruction_followed(task, story.replace(want["name"], "Nobody", 1), want)
+    assert instruction_followed("count", "4, 5, 6.", {"expected": "4, 5, 6."})
+    assert not instruction_followed("story", "Tom and the cat.\nTom saw a catfish and a dog.", {"name": "Tom", "animal": "cat"})
 
 
 def _fake_hub_package(monkeypatch, tmp_path, cli_source):

@@ -122,8 +122,11 @@ class DemoArguments:
     output_dir: str = field(default="demo_output", metadata={"help": "Folder of the demo's results."})
     overwrite: bool = field(default=False, metadata={"help": "Write over a folder that is not a previous demo."})
     preset: str = field(default="gpt-micro", metadata={"help": "Model preset."})
-    pretrain_steps: int = field(default=150, metadata={"help": "Pretraining optimizer steps."})
-    sft_steps: int = field(default=150, metadata={"help": "SFT optimizer steps."})
+    pretrain_steps: int = field(default=800, metadata={"help": "Pretraining optimizer steps."})
+    sft_steps: int = field(default=300, metadata={"help": "SFT optimizer steps."})
     num_stories: int = field(default=3000, metadata={"help": "Generated stories in the corpus."})
+    num_checks: int = field(
+        default=20, metadata={"help": "Fresh prompts (half counting, half stories) scored after SFT."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the corpus, initialization and sampling."})
     quick: bool = field(default=False, metadata={"help": "A few steps only (a smoke test, samples not learned)."})

@@ -17,11 +17,11 @@ from transformers import TrainingArguments
 from ..tokenization_scratch import train_tokenizer
 from .arguments import DemoArguments, ModelArguments, PretrainDataArguments, SFTArguments
 from .pretrain import run_pretrain
-from .sft import run_sft
-from .synthetic import make_instruction_data, make_story_corpus
+from .sft import chat, run_sft
+from .synthetic import instruction_followed, make_instruction_checks, make_instruction_data, make_story_corpus
 
 DEMO_MARKER = ".scratchformers_demo"
-# Small enough to train in about two minutes on 2 busy CPU cores, big enough to learn the grammar.
+# Small enough to train in well under a minute on 2 free CPU cores, big enough to learn the grammar.
 DEMO_MODEL = "num_hidden_layers=3,hidden_size=96,num_attention_heads=4,max_position_embeddings=128"
 
 
@@ -65,6 +65,22 @@ def _training_args(output_dir: Path, max_steps: int, learning_rate: float, batch
     )
 
 
+def check_instruction_following(model_dir: Path, num_checks: int, seed: int) -> dict[str, tuple[int, int]]:
+    """Ask the tuned model `num_checks` prompts drawn afresh (half counting, half stories) and count the answers
+    that follow the instruction exactly; returns {task: (correct, total)}."""
+    from transformers import AutoModelForCausalLM
+
+    from ..tokenization_scratch import load_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    tokenizer = load_tokenizer(model_dir)
+    scores: dict[str, tuple[int, int]] = {}
+    for task, prompt, want in make_instruction_checks(num_checks, seed=seed + 2):
+        ok, total = scores.get(task, (0, 0))
+        scores[task] = (ok + instruction_followed(task, chat(model, tokenizer, prompt, 90), want), total + 1)
+    return scores
+
+
 def run_demo(args: DemoArguments) -> dict:
     """Run the demo and return its numbers (validation losses, runtime, folders).
 
@@ -76,8 +92,9 @@ def run_demo(args: DemoArguments) -> dict:
     start = time.perf_counter()
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     out = prepare_demo_dir(args.output_dir, args.overwrite)
-    pretrain_steps, sft_steps = (4, 4) if args.quick else (args.pretrain_steps, args.sft_steps)
+    pretrain_steps, sft_steps, num_checks = (4, 4, 2) if args.quick else (args.pretrain_steps, args.sft_steps, args.num_checks)
 
     print(f"== 1/4 Generating a corpus of {args.num_stories} short stories (no download) into {out / 'data'}")
     data_dir = out / "data"
@@ -123,6 +140,8 @@ def run_demo(args: DemoArguments) -> dict:
         _training_args(out / "sft", sft_steps, 2e-3, 8, args.seed),
     )
 
+    followed = check_instruction_following(out / "sft", num_checks, args.seed)
+
     runtime = time.perf_counter() - start
     val_loss = pretrain_metrics.get("eval_loss", float("nan"))
     print("== Done")
@@ -132,11 +151,14 @@ def run_demo(args: DemoArguments) -> dict:
     )
     if "eval_loss" in sft_metrics:
         print(f"   SFT validation loss (assistant tokens): {sft_metrics['eval_loss']:.3f} nats/token")
+    for task, (ok, total) in followed.items():
+        print(f"   instructions followed ({task}, greedy, fresh prompts): {ok}/{total}")
     print(f"   total time {runtime:.0f} s; results in {out}/ (pretrained/, sft/, loss_curve.png, TensorBoard runs/)")
     print(f'   try: scratchformers generate --model_name_or_path {out / "sft"} --chat --prompt "Count from 2 to 6."')
     result = {
         "pretrain_eval_loss": val_loss,
         "sft_eval_loss": sft_metrics.get("eval_loss"),
+        "instructions_followed": {task: {"correct": ok, "total": total} for task, (ok, total) in followed.items()},
         "runtime_seconds": runtime,
         "output_dir": str(out),
     }

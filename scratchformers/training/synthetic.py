@@ -9,6 +9,7 @@ between. A tiny model learns its grammar in a minute or two, so samples visibly 
 from __future__ import annotations
 
 import random
+import re
 
 NAMES = ["Tom", "Mia", "Ben", "Lily", "Sam", "Anna", "Max", "Zoe", "Leo", "Emma", "Jack", "Lucy"]
 ANIMALS = ["cat", "dog", "frog", "bird", "fox", "rabbit", "duck", "bear", "mouse", "horse"]
@@ -108,3 +109,30 @@ def make_instruction_data(num_examples: int = 1000, seed: int = 1) -> list[dict]
                 }
             )
     return rows
+
+
+def make_instruction_checks(num_examples: int = 20, seed: int = 2) -> list[tuple[str, str, dict]]:
+    """Fresh prompts of the two main SFT tasks, each with what a correct answer must contain:
+    ("count", prompt, {"expected": "4, 5, 6."}) or ("story", prompt, {"name": ..., "animal": ...})."""
+    rng = random.Random(seed)
+    checks = []
+    for i in range(num_examples):
+        if i % 2 == 0:
+            start = rng.randint(1, 12)
+            end = start + rng.randint(2, 6)
+            expected = ", ".join(str(n) for n in range(start, end + 1)) + "."
+            checks.append(("count", f"Count from {start} to {end}.", {"expected": expected}))
+        else:
+            name, animal = rng.choice(NAMES), rng.choice(ANIMALS)
+            checks.append(("story", f"Write a story about {name} and a {animal}.", {"name": name, "animal": animal}))
+    return checks
+
+
+def instruction_followed(task: str, answer: str, want: dict) -> bool:
+    """A counting answer must be exactly the sequence; a story must carry the asked title, and the only animal
+    it mentions must be the asked one (a story that drifts to another animal fails)."""
+    if task == "count":
+        return answer.strip() == want["expected"]
+    title, _, body = answer.strip().partition("\n")
+    animals = set(re.findall(r"[a-z]+", body.lower())) & set(ANIMALS)
+    return title == f"{want['name']} and the {want['animal']}." and animals == {want["animal"]}
