@@ -111,6 +111,53 @@ class GPTBlock(GradientCheckpointingLayer):
         return hidden_states, attn_weights
 
 
+class CrossEntropyFromLogits(torch.autograd.Function):
+    """Summed cross-entropy of `(N, V)` logits divided by `divisor`; same numbers as `F.cross_entropy`, less memory.
+
+    `F.cross_entropy` keeps an `(N, V)` log-softmax for backward and builds two more `(N, V)` tensors there. This
+    keeps only the log-sum-exp of each row and writes the gradient, softmax minus one-hot, in one pass into one new
+    tensor. Row blocks of about 2**20 values keep the temporaries small (the logits are the largest tensor of a
+    small model's step). Written once per modeling file, so each file stands alone as remote code.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels, ignore_index, divisor):
+        rows = max(1, (1 << 20) // logits.shape[1])
+        lse = torch.cat([torch.logsumexp(block, dim=-1) for block in logits.split(rows)])  # (N,)
+        valid = labels != ignore_index  # (N,)
+        labels = labels.masked_fill(~valid, 0)
+        picked = logits.gather(1, labels[:, None]).squeeze(1)  # (N,) logit of the right token
+        ctx.save_for_backward(logits, lse, labels, valid)
+        ctx.rows, ctx.divisor = rows, divisor
+        return ((lse - picked) * valid).sum() / divisor
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss):
+        logits, lse, labels, valid = ctx.saved_tensors
+        scale = (grad_loss / ctx.divisor * valid)[:, None]  # (N, 1), 0 on ignored rows
+        grad = torch.empty_like(logits)  # (N, V)
+        for start in range(0, logits.shape[0], ctx.rows):
+            block = slice(start, start + ctx.rows)
+            torch.sub(logits[block], lse[block, None], out=grad[block]).exp_().mul_(scale[block])  # softmax
+        grad.scatter_add_(1, labels[:, None], -scale)  # minus one-hot
+        return grad, None, None, None
+
+
+def causal_lm_loss(logits, labels, vocab_size, num_items_in_batch=None, ignore_index=-100, shift_labels=None, **kwargs):
+    """transformers' `ForCausalLMLoss` on `CrossEntropyFromLogits`: labels shifted inside, `ignore_index` skipped,
+    the sum divided by `num_items_in_batch` when `Trainer` passes it (gradient accumulation), else the mean."""
+    logits = logits.float().reshape(-1, vocab_size)  # (B·T, V)
+    if shift_labels is None:
+        shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]  # token t predicts t + 1
+    shift_labels = shift_labels.reshape(-1).to(logits.device)  # (B·T,)
+    if num_items_in_batch is None:
+        divisor = (shift_labels != ignore_index).sum()
+    else:
+        divisor = num_items_in_batch.to(logits.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch
+    return CrossEntropyFromLogits.apply(logits, shift_labels, ignore_index, divisor)
+
+
 class GPTPreTrainedModel(PreTrainedModel):
     """Shared loading, saving and weight initialisation of every GPT head."""
 
@@ -249,6 +296,15 @@ class GPTForCausalLM(GPTPreTrainedModel, GenerationMixin):
     """GPT with a language-modelling head tied to the token embeddings; works with `generate()`."""
 
     _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
+
+    @property
+    def loss_function(self):
+        """`causal_lm_loss` unless replaced (`model.loss_function = ...`), as transformers lets any model's be."""
+        return getattr(self, "_loss_function", causal_lm_loss)
+
+    @loss_function.setter
+    def loss_function(self, value):
+        self._loss_function = value
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)

@@ -183,3 +183,44 @@ def test_fresh_weights_have_the_initialisation_statistics_of_the_native_model(fa
         theirs = native_params[name]
         assert abs(tensor.float().std() - theirs.float().std()) <= 0.05 * theirs.float().std() + 1e-6, name
         assert abs(tensor.float().mean() - theirs.float().mean()) <= 0.01, name
+
+
+@pytest.mark.parametrize("num_items", [None, 23])
+def test_causal_lm_loss_equals_transformers_loss_and_gradient(family, num_items):
+    import importlib
+
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    modeling = importlib.import_module(type(family.model()).__module__)
+    generator = torch.Generator().manual_seed(3)
+    for vocab_size, shape in [(320, (3, 11)), (5000, (2, 300))]:  # one row block, and several (2**20 // 5000 rows)
+        logits = torch.randn(*shape, vocab_size, generator=generator)
+        labels = torch.randint(0, vocab_size, shape, generator=generator)
+        labels[0, :4] = -100
+        theirs, ours = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+        n = None if num_items is None else torch.tensor(num_items)
+        expected = ForCausalLMLoss(theirs, labels, vocab_size, num_items_in_batch=n)
+        got = modeling.causal_lm_loss(ours, labels, vocab_size, num_items_in_batch=n)
+        (expected * 3).backward()
+        (got * 3).backward()
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-6)
+        torch.testing.assert_close(ours.grad, theirs.grad, atol=1e-7, rtol=1e-5)
+        shifted = labels.roll(-1, dims=1)
+        torch.testing.assert_close(
+            modeling.causal_lm_loss(logits, None, vocab_size, shift_labels=shifted),
+            ForCausalLMLoss(logits, None, vocab_size, shift_labels=shifted),
+            atol=1e-5, rtol=1e-6,
+        )
+
+
+def test_a_loss_function_set_on_the_model_is_the_one_used(family):
+    model = family.model()
+    x = torch.randint(3, 320, (2, 9))
+    calls = []
+
+    def constant_loss(logits, labels, vocab_size, **kwargs):
+        calls.append(vocab_size)
+        return logits.sum() * 0 + 7.0
+
+    model.loss_function = constant_loss
+    assert model(x, labels=x).loss.item() == 7.0 and calls == [model.config.vocab_size]
