@@ -224,3 +224,13 @@ def test_a_loss_function_set_on_the_model_is_the_one_used(family):
 
     model.loss_function = constant_loss
     assert model(x, labels=x).loss.item() == 7.0 and calls == [model.config.vocab_size]
+
+
+def test_the_loss_written_in_both_modeling_files_is_the_same_code():
+    """Each modeling file stands alone as remote code, so the loss is written twice; the copies must not drift."""
+    import inspect
+
+    from scratchformers import modeling_gpt, modeling_llama2
+
+    for name in ("CrossEntropyFromLogits", "causal_lm_loss"):
+        assert inspect.getsource(getattr(modeling_gpt, name)) == inspect.getsource(getattr(modeling_llama2, name))
