@@ -437,6 +437,12 @@ def make_plots(result: dict, out: Path) -> list[str]:
     return files
 
 
+def load_note(result: dict) -> str:
+    if "load_average_start" not in result:  # results.json of runs before the load was recorded
+        return "not recorded for this run"
+    return f"1/5/15-minute load average {result['load_average_start']} at the start, {result['load_average_end']} at the end"
+
+
 def markdown(result: dict, plots: list[str]) -> str:
     s = result["settings"]
     lines = [
@@ -455,8 +461,8 @@ def markdown(result: dict, plots: list[str]) -> str:
         f"{LR['peft']} (LoRA), fp32, {result['threads']} torch threads.",
         "",
         "Timing and memory: the three methods of a task train in one process, interleaved step by step with the "
-        "same batches (round-robin order), so machine load affects all alike. The machine was shared with other "
-        "agents' jobs while this ran: absolute times are noisy and pessimistic, ratios are what to read. "
+        "same batches (round-robin order), so machine load affects all alike; absolute times depend on the "
+        f"machine's load ({load_note(result)}), ratios are what to read. "
         "Step time = median over the steps after warmup. Peak memory = parameter bytes + AdamW state bytes + the "
         "step peak (highest sum of live tensor bytes torch allocated during one training step, from torch.profiler "
         "memory events: activations, gradients, temporaries); Python/allocator overhead (RSS) is not included.",
@@ -608,7 +614,8 @@ def run(argv=None) -> dict:
     result = dict(settings=size, families=args.families, tasks=args.tasks, runs={}, pretrain_losses={},
                   tokenizer=tokenizer_name, vocab_size=len(tokenizer), threads=torch.get_num_threads(), argv=argv,
                   date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                  machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
+                  machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+                  load_average_start=[round(x, 2) for x in os.getloadavg()])
     with tempfile.TemporaryDirectory(prefix="lora_report_") as tmp:
         work = Path(tmp)
         for family in args.families:
@@ -620,6 +627,7 @@ def run(argv=None) -> dict:
                 result["runs"][family][task] = run_task(family, task, data[task], tokenizer, base, size,
                                                         size["steps"], work, args.seed)
     result["elapsed_s"] = time.time() - started
+    result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     write_report(result, out)
     log(f"wrote {out / 'report.md'} in {result['elapsed_s'] / 60:.1f} min")
     return result
