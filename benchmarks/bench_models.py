@@ -346,6 +346,9 @@ def bench_compile(family, size, batch, seq, warmup, repeats, vocab_size, peak_gf
 # report
 
 
+ALLOCATOR_ENV = ("GLIBC_TUNABLES", "LD_PRELOAD", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_CONF")
+
+
 def machine_info() -> dict:
     cpu = platform.processor()
     try:
@@ -363,6 +366,8 @@ def machine_info() -> dict:
         transformers=transformers.__version__,
         python=platform.python_version(),
         platform=platform.platform(),
+        # the memory allocator decides how often large tensors page-fault, which moves every figure (see README)
+        allocator_env={k: v for k, v in os.environ.items() if k in ALLOCATOR_ENV},
     )
 
 
@@ -380,11 +385,14 @@ def fmt_ratio(ratio, target=None):
 
 def markdown(result: dict) -> str:
     m, s = result["machine"], result["settings"]
+    allocator = " ".join(f"{k}={v}" for k, v in m.get("allocator_env", {}).items()) or "default (no variables set)"
     lines = [
         f"Date: {result['date']} · mode `{result['mode']}` · command `{result['command']}`",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}, "
-        f"transformers {m['transformers']}, Python {m['python']}. Load average at start / end: "
+        f"transformers {m['transformers']}, Python {m['python']}, "
+        f"memory allocator {allocator}. "
+        "Load average at start / end: "
         f"{result['load_average_start']} / {result['load_average_end']}. "
         f"Measured fp32 matmul peak ({s['matmul_n']}² matmul): {result['matmul_peak_gflops']:.1f} GFLOP/s.",
         "",

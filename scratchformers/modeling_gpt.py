@@ -155,6 +155,8 @@ def causal_lm_loss(logits, labels, vocab_size, num_items_in_batch=None, ignore_i
         divisor = (shift_labels != ignore_index).sum()
     else:
         divisor = num_items_in_batch.to(logits.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch
+    if torch.compiler.is_compiling():  # inductor fuses the plain cross-entropy itself, and better
+        return nn.functional.cross_entropy(logits, shift_labels, ignore_index=ignore_index, reduction="sum") / divisor
     return CrossEntropyFromLogits.apply(logits, shift_labels, ignore_index, divisor)
 
 

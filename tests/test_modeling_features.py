@@ -234,3 +234,20 @@ def test_the_loss_written_in_both_modeling_files_is_the_same_code():
 
     for name in ("CrossEntropyFromLogits", "causal_lm_loss"):
         assert inspect.getsource(getattr(modeling_gpt, name)) == inspect.getsource(getattr(modeling_llama2, name))
+
+
+def test_causal_lm_loss_under_torch_compile_gives_the_same_loss_and_gradient():
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    from scratchformers import modeling_llama2
+
+    logits = torch.randn(2, 7, 50, generator=torch.Generator().manual_seed(4))
+    labels = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(5))
+    labels[1, :3] = -100
+    compiled, theirs = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    loss = torch.compile(modeling_llama2.causal_lm_loss, backend="aot_eager")(compiled, labels, 50)
+    expected = ForCausalLMLoss(theirs, labels, 50)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(compiled.grad, theirs.grad, atol=1e-7, rtol=1e-5)
