@@ -122,11 +122,11 @@ def task_texts(task: str, data: dict) -> list[str]:
 def build_tokenizer(texts: list[str], vocab_size: int):
     """A byte-level BPE tokenizer: scratchformers' own trainer if present, else the same recipe inline."""
     try:
-        from scratchformers.tokenization_scratch import train_tokenizer
+        from scratchformers.tokenization_scratch import train_tokenizer_from_iterator
 
         # a generator: in a *list*, train_tokenizer reads a one-word string containing "/" as a file path, and
         # Chinese reviews have no spaces
-        tokenizer = train_tokenizer((t for t in texts), vocab_size=vocab_size, show_progress=False)
+        tokenizer = train_tokenizer_from_iterator((t for t in texts), vocab_size=vocab_size, show_progress=False)
         return tokenizer, "scratchformers.tokenization_scratch"
     except ImportError:
         pass

@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from scratchformers.tokenization_scratch import compression_report, train_tokenizer
+from scratchformers.tokenization_scratch import compression_report, train_tokenizer_from_iterator
 
 TRAIN_FILES = {"English": "en_tinyshakespeare.txt", "中文": "zh_hongloumeng.txt"}
 OTHER_FILES = {
@@ -53,7 +53,7 @@ def main(argv=None):
 
     for vocab_size in args.vocab_size:
         start = time.perf_counter()
-        tokenizer = train_tokenizer(train_texts, vocab_size=vocab_size, show_progress=False)
+        tokenizer = train_tokenizer_from_iterator(train_texts, vocab_size=vocab_size, show_progress=False)
         print(f"\n### vocab_size={vocab_size} (trained in {time.perf_counter() - start:.1f} s)\n")
         print(compression_report(tokenizer, samples))
         if args.save_dir:

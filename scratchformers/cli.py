@@ -1,4 +1,4 @@
-"""The `scratchformers` command line: train-tokenizer, pretrain, sft, classify, generate, demo.
+"""The `scratchformers` command line: split-text, train-tokenizer, pretrain, sft, classify, generate, demo.
 
 Each job's flags come from dataclasses through `HfArgumentParser`, so every `TrainingArguments` field is a flag
 (`--learning_rate`, `--bf16`, `--activation_checkpointing`, ...). `--config FILE.yaml|json` reads the same keys
@@ -21,6 +21,7 @@ from .training.arguments import (
     ModelArguments,
     PretrainDataArguments,
     SFTArguments,
+    SplitTextArguments,
     TokenizerArguments,
 )
 
@@ -44,6 +45,11 @@ TRAINING_DEFAULTS = dict(
     ddp_find_unused_parameters=False,
 )
 COMMANDS = {
+    "split-text": (
+        "Cut a text file into train.txt and validation.txt by character position (切分训练/验证集).",
+        (SplitTextArguments,),
+        {},
+    ),
     "train-tokenizer": ("Train a byte-level BPE tokenizer (训练分词器).", (TokenizerArguments,), {}),
     "pretrain": (
         "Pretrain a GPT/LLaMA2 model with Trainer (预训练).",
@@ -113,19 +119,25 @@ def _needs_output_dir(training_args: TrainingArguments, command: str) -> None:
 
 
 def _train_tokenizer(args: TokenizerArguments) -> None:
-    from .tokenization_scratch import compression_report, iter_texts, train_tokenizer
+    from .corpus import load_texts
+    from .tokenization_scratch import compression_report, train_tokenizer
+
+    from .training.common import TOKENIZER_OUTPUTS, check_output_dir
 
     out = Path(args.output_dir)
-    if (out / "tokenizer.json").exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already holds a tokenizer; pass --overwrite or choose another --output_dir")
+    check_output_dir(out, args.overwrite, outputs=TOKENIZER_OUTPUTS, what="a tokenizer")
     if not args.train_files:
         raise ValueError("train-tokenizer needs --train_files")
+    texts = load_texts(args.train_files, args.text_column, args.split_by)
     tokenizer = train_tokenizer(
-        [Path(f) for f in args.train_files], vocab_size=args.vocab_size, min_frequency=args.min_frequency, text_column=args.text_column
+        texts,
+        vocab_size=args.vocab_size,
+        min_frequency=args.min_frequency,
+        tokenizer_type=args.tokenizer_type,
     )
     tokenizer.save_pretrained(out)
     sample, size = [], 0
-    for text in iter_texts(args.train_files, args.text_column):
+    for text in texts["text"]:
         sample.append(text)
         size += len(text)
         if size > 200_000:
@@ -134,54 +146,44 @@ def _train_tokenizer(args: TokenizerArguments) -> None:
     print(f"tokenizer saved to {out} (load it with AutoTokenizer.from_pretrained({str(out)!r}))")
 
 
-def _generate(args: GenerateArguments) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, TextStreamer, set_seed
+def _split_text(args: SplitTextArguments) -> None:
+    from .training.data import split_text_file
 
+    if not args.input_file or not args.output_dir:
+        raise ValueError("split-text needs --input_file and --output_dir")
+    train, validation = split_text_file(args.input_file, args.output_dir, args.validation_percentage, args.overwrite)
+    print(f"wrote {train} and {validation}")
+
+
+def _generate(args: GenerateArguments) -> None:
+    from transformers import TextStreamer, set_seed
+
+    from .generation import generate_texts
     from .tokenization_scratch import load_tokenizer
+    from .training.common import load_pretrained
 
     if not args.model_name_or_path:
-        raise ValueError("generate needs --model_name_or_path (a saved model folder)")
-    if not Path(args.model_name_or_path, "config.json").is_file():
-        raise FileNotFoundError(f"no model in {args.model_name_or_path}: config.json is missing")
+        raise ValueError("generate needs --model_name_or_path (a saved model folder or a Hub repo id)")
+    model = load_pretrained(args.model_name_or_path).eval()
     tokenizer = load_tokenizer(args.model_name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(args.model_name_or_path).eval()
     set_seed(args.seed)
-    eos = [tokenizer.eos_token_id]
-    if args.chat:
-        encoded = tokenizer.apply_chat_template(
-            [{"role": "user", "content": args.prompt}], add_generation_prompt=True, return_dict=True, return_tensors="pt"
-        )
-        input_ids = encoded["input_ids"]  # (1, T)
-        eos.append(tokenizer.convert_tokens_to_ids("<|im_end|>"))
-    else:
-        ids = tokenizer(args.prompt, add_special_tokens=False)["input_ids"]
-        input_ids = torch.tensor([[tokenizer.bos_token_id] + ids])  # (1, T)
     stream = args.stream and args.num_beams == 1 and args.num_return_sequences == 1
     streamer = TextStreamer(tokenizer, skip_prompt=args.chat, skip_special_tokens=True) if stream else None
     sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p) if args.do_sample else {}
-    with torch.no_grad():
-        out = model.generate(
-            input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=args.max_new_tokens,
-            do_sample=args.do_sample,
-            num_beams=args.num_beams,
-            repetition_penalty=args.repetition_penalty,
-            no_repeat_ngram_size=args.no_repeat_ngram_size,
-            num_return_sequences=args.num_return_sequences,
-            eos_token_id=eos,
-            pad_token_id=tokenizer.pad_token_id,
-            streamer=streamer,
-            **sampling,
-        )  # (num_return_sequences, T + new)
+    texts = generate_texts(
+        model, tokenizer, args.prompt, args.max_new_tokens, chat=args.chat, streamer=streamer,
+        do_sample=args.do_sample, num_beams=args.num_beams, repetition_penalty=args.repetition_penalty,
+        no_repeat_ngram_size=args.no_repeat_ngram_size, num_return_sequences=args.num_return_sequences, **sampling,
+    )
     if streamer is None:
-        start = input_ids.shape[1] if args.chat else 1
-        for i, sequence in enumerate(out):
-            print(f"--- sample {i + 1}" if len(out) > 1 else "", tokenizer.decode(sequence[start:], skip_special_tokens=True))
+        prefix = "" if args.chat else args.prompt
+        for i, text in enumerate(texts):
+            print(f"--- sample {i + 1}" if len(texts) > 1 else "", prefix + text)
 
 
 def run_command(command: str, parsed) -> object:
+    if command == "split-text":
+        return _split_text(*parsed)
     if command == "train-tokenizer":
         return _train_tokenizer(*parsed)
     if command == "generate":

@@ -1,11 +1,14 @@
 """Configuration of the GPT-2 style model (Pre-LN, GELU, learned positions, tied embeddings).
 
-This file imports only `transformers`, so `save_pretrained` can ship it next to a checkpoint as remote code.
+This file imports only `transformers` and a sibling file, so `save_pretrained` ships it next to a checkpoint as
+remote code.
 """
 
 from huggingface_hub.dataclasses import strict
 from transformers import PretrainedConfig
 from transformers.activations import ACT2FN
+
+from .configuration_common import check_config_keys
 
 # name -> overrides of the defaults below; the defaults themselves are GPT-2 (124M).
 GPT_PRESETS = {
@@ -63,6 +66,7 @@ class GPTConfig(PretrainedConfig):
     tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
+        check_config_keys(self, kwargs)
         super().__post_init__(**kwargs)
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size

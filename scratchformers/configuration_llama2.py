@@ -1,11 +1,14 @@
 """Configuration of the LLaMA-2 style model (RMSNorm, RoPE, grouped-query attention, SwiGLU).
 
-This file imports only `transformers`, so `save_pretrained` can ship it next to a checkpoint as remote code.
+This file imports only `transformers` and a sibling file, so `save_pretrained` ships it next to a checkpoint as
+remote code.
 """
 
 from huggingface_hub.dataclasses import strict
 from transformers import PretrainedConfig
 from transformers.activations import ACT2FN
+
+from .configuration_common import check_config_keys
 
 # name -> overrides of the defaults below; the defaults themselves are Llama-2-7B.
 LLAMA2_PRESETS = {
@@ -37,6 +40,22 @@ class Llama2Config(PretrainedConfig):
     """
 
     model_type = "scratch_llama2"
+    default_theta = 10000.0
+    # how transformers may split the base model's weights over devices (tensor / pipeline parallel), as for Llama
+    base_model_tp_plan = {
+        "layers.*.self_attn.q_proj": "colwise",
+        "layers.*.self_attn.k_proj": "colwise",
+        "layers.*.self_attn.v_proj": "colwise",
+        "layers.*.self_attn.o_proj": "rowwise",
+        "layers.*.mlp.gate_proj": "colwise",
+        "layers.*.mlp.up_proj": "colwise",
+        "layers.*.mlp.down_proj": "rowwise",
+    }
+    base_model_pp_plan = {
+        "embed_tokens": (["input_ids"], ["inputs_embeds"]),
+        "layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
+        "norm": (["hidden_states"], ["hidden_states"]),
+    }
 
     vocab_size: int = 32000
     hidden_size: int = 4096
@@ -47,7 +66,9 @@ class Llama2Config(PretrainedConfig):
     head_dim: int | None = None  # None -> hidden_size // num_attention_heads
     hidden_act: str = "silu"
     max_position_embeddings: int = 4096
-    rope_theta: float | int = 10000.0
+    # RoPE as transformers' `LlamaConfig` takes it: {"rope_type": "default", "rope_theta": 10000.0}, or a scaled RoPE
+    # ("linear", "dynamic", "yarn", "llama3" with their keys, e.g. "factor"). `rope_theta=...` alone still works.
+    rope_parameters: dict | None = None
     rms_norm_eps: float = 1e-5
     attention_bias: bool = False
     mlp_bias: bool = False
@@ -60,6 +81,7 @@ class Llama2Config(PretrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        check_config_keys(self, kwargs, legacy=("rope_theta", "rope_scaling"))
         super().__post_init__(**kwargs)
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
@@ -96,6 +118,11 @@ class Llama2Config(PretrainedConfig):
                 f"Llama2Config: rms_norm_eps and rope_theta must be positive, "
                 f"got rms_norm_eps={self.rms_norm_eps}, rope_theta={self.rope_theta}."
             )
+
+    @property
+    def rope_theta(self) -> float:
+        """RoPE's base, kept in `rope_parameters` as transformers keeps it."""
+        return (self.rope_parameters or {}).get("rope_theta", self.default_theta)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "Llama2Config":

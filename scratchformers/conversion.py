@@ -8,6 +8,7 @@ Our parameter names are the native ones, so the mapping is small and explicit:
 Every load is strict: a missing, unexpected or mis-shaped tensor raises a `ValueError` naming it.
 """
 
+import copy
 import re
 
 import torch
@@ -86,7 +87,7 @@ def llama2_config_to_llama(config: Llama2Config) -> LlamaConfig:
         hidden_act=config.hidden_act,
         max_position_embeddings=config.max_position_embeddings,
         rms_norm_eps=config.rms_norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": float(config.rope_theta)},
+        rope_parameters=copy.deepcopy(config.rope_parameters),
         attention_bias=config.attention_bias,
         mlp_bias=config.mlp_bias,
         attention_dropout=config.attention_dropout,
@@ -95,10 +96,7 @@ def llama2_config_to_llama(config: Llama2Config) -> LlamaConfig:
 
 
 def llama_config_to_llama2(config: LlamaConfig) -> Llama2Config:
-    """transformers' `LlamaConfig` as our `Llama2Config`; refuses RoPE scaling, which our model does not implement."""
-    rope = dict(config.rope_parameters or {})
-    if rope.get("rope_type", "default") != "default":
-        raise ValueError(f"LlamaConfig.rope_parameters={rope} uses RoPE scaling, which scratchformers does not support.")
+    """transformers' `LlamaConfig` as our `Llama2Config`, RoPE scaling included."""
     return Llama2Config(
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
@@ -109,7 +107,7 @@ def llama_config_to_llama2(config: LlamaConfig) -> Llama2Config:
         hidden_act=config.hidden_act,
         max_position_embeddings=config.max_position_embeddings,
         rms_norm_eps=config.rms_norm_eps,
-        rope_theta=rope.get("rope_theta", 10000.0),
+        rope_parameters=copy.deepcopy(config.rope_parameters),
         attention_bias=config.attention_bias,
         mlp_bias=config.mlp_bias,
         attention_dropout=config.attention_dropout,

@@ -11,15 +11,14 @@ The result is a `PreTrainedTokenizerFast` (`TokenizersBackend` in transformers 5
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from .corpus import load_texts, select_text
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -43,236 +42,101 @@ DEFAULT_CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 
-TEXT_SUFFIXES = {".txt", ".text", ".md"}
-JSON_SUFFIXES = {".jsonl", ".json"}
-CSV_SUFFIXES = {".csv", ".tsv"}
-KNOWN_SUFFIXES = TEXT_SUFFIXES | JSON_SUFFIXES | CSV_SUFFIXES
-SFT_FIELDS = ("instruction", "input", "output")
-_LINES_PER_CHUNK = 256  # text files are fed to BPE in chunks of lines so that runs like "\n\n" are learned too
 
 
-def _is_path_like(item) -> bool:
-    """A list element is a file when it is a Path, names an existing file, or is one word with a corpus suffix.
+def _texts_of(source, text_column: str, split_by: str) -> Iterator[list[str]]:
+    """Batches of texts from data files (see `scratchformers.corpus`) or a `datasets` Dataset / DatasetDict."""
+    import datasets
 
-    A "/" alone does not make a path: Chinese text has no spaces and may hold one ("5元/小时").
-    """
-    if isinstance(item, os.PathLike):
-        return True
-    if not isinstance(item, str) or not item or "\n" in item or len(item) > 4096:
-        return False
-    if os.path.isfile(item) or os.path.isdir(item):
-        return True
-    one_word = not any(c.isspace() for c in item)
-    return one_word and Path(item).suffix.lower() in KNOWN_SUFFIXES
-
-
-def _record_text(record, text_column: str, where: str) -> str:
-    """The text of one JSON record: `text_column`, else instruction/input/output, else chat `messages`."""
-    if isinstance(record, str):
-        return record
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    if text_column in record:
-        value = record[text_column]
-        if not isinstance(value, str):
-            raise ValueError(f"{where}: field {text_column!r} must be a string, got {type(value).__name__}")
-        return value
-    if "instruction" in record and "output" in record:
-        return "\n".join(str(record[key]) for key in SFT_FIELDS if record.get(key))
-    if isinstance(record.get("messages"), list):
-        return "\n".join(str(m.get("content", "")) for m in record["messages"] if isinstance(m, dict))
-    raise ValueError(
-        f"{where}: record has none of the fields {text_column!r}, instruction+output, or messages "
-        f"(found: {sorted(record)})"
-    )
-
-
-def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line with its line ending) of a UTF-8 file; a bad byte raises ValueError naming file:line."""
-    with path.open("rb") as f:
-        for line_number, raw in enumerate(f, start=1):
-            try:
-                yield line_number, raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
-            except UnicodeDecodeError as error:
-                reason = f"{error.reason} at byte {error.start + 1} of the line"
-                raise ValueError(f"{path}:{line_number}: not UTF-8 text ({reason})") from None
-
-
-def _read_text_file(path: Path) -> Iterator[str]:
-    chunk = []
-    for _, line in _utf8_lines(path):
-        chunk.append(line)
-        if len(chunk) == _LINES_PER_CHUNK:
-            yield "".join(chunk)
-            chunk = []
-    if chunk:
-        yield "".join(chunk)
-
-
-def _read_jsonl_file(path: Path, text_column: str) -> Iterator[str]:
-    for line_number, line in _utf8_lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
-        yield _record_text(record, text_column, f"{path}:{line_number}")
-
-
-def _read_json_file(path: Path, text_column: str) -> Iterator[str]:
-    """A .json file holds either one JSON list of records or, as many datasets do, JSON lines."""
-    try:
-        data = json.loads("".join(line for _, line in _utf8_lines(path)))
-    except json.JSONDecodeError:
-        yield from _read_jsonl_file(path, text_column)
-        return
-    if not isinstance(data, list):
-        yield _record_text(data, text_column, f"{path}:1")
-        return
-    for index, record in enumerate(data):
-        yield _record_text(record, text_column, f"{path}: item {index}")
-
-
-def _read_csv_file(path: Path, text_column: str) -> Iterator[str]:
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        try:
-            if reader.fieldnames is None or text_column not in reader.fieldnames:
-                columns = reader.fieldnames
-                raise ValueError(f"{path}:1: no column {text_column!r} in the header (columns: {columns})")
-            for row in reader:
-                if row[text_column] is None:
-                    raise ValueError(f"{path}:{reader.line_num}: row has no value for column {text_column!r}")
-                yield row[text_column]
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{path}: not UTF-8 text ({error.reason}) after line {reader.line_num}") from None
-
-
-def _read_file(path: str | os.PathLike, text_column: str) -> Iterator[str]:
-    path = Path(path)
-    if path.is_dir():
-        if not any((path / name).is_file() for name in ("dataset_dict.json", "state.json")):
-            raise ValueError(f"{path} is a folder but not a `save_to_disk` dataset: pass the files in it instead")
-        import datasets
-
-        yield from _read_dataset(datasets.load_from_disk(str(path)), text_column)
-        return
-    if not path.is_file():
-        raise FileNotFoundError(f"corpus file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        yield from _read_jsonl_file(path, text_column)
-    elif suffix == ".json":
-        yield from _read_json_file(path, text_column)
-    elif suffix in CSV_SUFFIXES:
-        yield from _read_csv_file(path, text_column)
+    if isinstance(source, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        if "train" not in source:
+            raise ValueError(f"the DatasetDict has no 'train' split (splits: {list(source)})")
+        source = source["train"]
+    if isinstance(source, datasets.Dataset):
+        texts = select_text(source, text_column, source="the dataset")
+    elif isinstance(source, datasets.IterableDataset):
+        texts = source.select_columns([text_column])
+        return (batch[text_column] for batch in texts.iter(batch_size=1000))
     else:
-        yield from _read_text_file(path)
+        texts = load_texts(source, text_column, split_by)
+    if len(texts) == 0:
+        raise ValueError("empty corpus: the dataset holds no non-empty text")
+    return (batch["text"] for batch in texts.iter(batch_size=1000))
 
 
-def _is_dataset(source) -> bool:
-    import datasets
-
-    return isinstance(
-        source, (datasets.Dataset, datasets.IterableDataset, datasets.DatasetDict, datasets.IterableDatasetDict)
-    )
-
-
-def _read_dataset(dataset, text_column: str) -> Iterator[str]:
-    import datasets
-
-    splits = [dataset]
-    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        splits = [dataset["train"]] if "train" in dataset else list(dataset.values())
-    for split in splits:
-        columns = split.column_names
-        if columns is not None and text_column not in columns:
-            raise ValueError(f"dataset has no column {text_column!r} (columns: {columns})")
-        for batch in split.iter(batch_size=1000):
-            yield from (text for text in batch[text_column] if text is not None)
-
-
-def iter_texts(source, text_column: str = "text") -> Iterator[str]:
-    """Yield the texts of `source`: a path, a list of paths, a `datasets` Dataset/DatasetDict, or strings.
-
-    Files: `.txt` (and any unknown suffix) in chunks of lines, line endings kept; `.jsonl`/`.json` the field
-    `text_column`, else instruction/input/output joined by newlines, else the contents of `messages`; `.csv`/`.tsv`
-    the column `text_column`; a folder written by `Dataset.save_to_disk`. A DatasetDict gives its "train" split
-    (all splits when there is none). In a list or tuple an element is read as a file when it is a `pathlib.Path`,
-    names an existing file or folder, or is a string without whitespace that ends in a known suffix (so a missing
-    "data/corpus.txt" raises FileNotFoundError; pass `Path` objects to make every element a file); any other
-    string is text. Other iterables (generators)
-    yield their strings as text.
-    """
-    if isinstance(source, (str, os.PathLike)):
-        yield from _read_file(source, text_column)
-        return
-    if _is_dataset(source):
-        yield from _read_dataset(source, text_column)
-        return
-    in_list = isinstance(source, (list, tuple))
-    for item in source:
-        if isinstance(item, os.PathLike) or (in_list and _is_path_like(item)):
-            yield from _read_file(item, text_column)
-        elif isinstance(item, str):
-            yield item
-        else:
-            raise TypeError(f"corpus items must be str or paths, got {type(item).__name__}: {item!r:.80}")
-
-
-def _describe(source) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    if isinstance(source, (list, tuple)):
-        shown = ", ".join(str(s)[:60] for s in source[:3])
-        return f"[{shown}{', ...' if len(source) > 3 else ''}]"
-    return type(source).__name__
-
-
-def _non_empty_or_raise(texts: Iterator[str], source) -> Iterator[str]:
-    """Check that the corpus holds at least one text with a non-space character before training starts."""
+def _non_empty_or_raise(texts) -> Iterator[str]:
+    """Check that an iterator of texts holds at least one text with a non-space character before training starts."""
+    texts = iter(texts)
     seen = []
     for text in texts:
+        if not isinstance(text, str):
+            raise TypeError(f"texts must be strings, got {type(text).__name__}: {text!r:.80}")
         seen.append(text)
         if text.strip():
             return itertools.chain(seen, texts)
-    raise ValueError(f"empty corpus: no non-empty text found in {_describe(source)}")
+    raise ValueError("empty corpus: no non-empty text given")
 
 
 def train_tokenizer(
-    source,
+    files,
     vocab_size: int = 8000,
     min_frequency: int = 2,
     special_tokens=None,
     chat_template: str | None = DEFAULT_CHAT_TEMPLATE,
     text_column: str = "text",
     show_progress: bool = True,
+    tokenizer_type: str = "bpe",
+    split_by: str = "paragraph",
 ) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer and wrap it as a fast Hugging Face tokenizer.
+    """Train a byte-level BPE tokenizer on data files and wrap it as a fast Hugging Face tokenizer.
 
-    `source` is a path or list of paths (.txt, .jsonl/.json, .csv), a `datasets` Dataset/DatasetDict (read
-    `text_column`), or any iterable of strings. The special tokens <|endoftext|> (eos, bos), <|pad|>, <|im_start|>,
-    <|im_end|> always get ids 0..3; `special_tokens` adds more after them. Save the result with `save_pretrained`.
+    `files` is a path or a list of paths (.txt/.md, .jsonl/.json, .csv/.tsv, .parquet, a folder of them, a
+    `save_to_disk` folder), read exactly as pretraining reads them (`scratchformers.corpus.load_texts`: the column
+    `text_column`, .txt split by `split_by`), or a `datasets` Dataset/DatasetDict (its train split). Texts in memory
+    go to `train_tokenizer_from_iterator`. The special tokens <|endoftext|> (eos, bos), <|pad|>, <|im_start|>,
+    <|im_end|> always get ids 0..3; `special_tokens` adds more after them. `tokenizer_type="char"` gives one token
+    per character of the corpus instead (bytes for any other character; `vocab_size` caps it). Save the result with
+    `save_pretrained`.
 
     训练字节级 BPE 分词器（与 GPT-2 相同：256 个字节全部在词表中，任何 Unicode 文本都能无损往返），
     并包装为可用 `AutoTokenizer.from_pretrained` 加载、带 ChatML 对话模板的 Hugging Face 快速分词器。
+    读取文件的方式与预训练完全相同；内存中的文本请用 `train_tokenizer_from_iterator`。
     """
+    batches = _texts_of(files, text_column, split_by)
+    return train_tokenizer_from_iterator(
+        (text for batch in batches for text in batch), vocab_size, min_frequency, special_tokens, chat_template,
+        show_progress, tokenizer_type,
+    )
+
+
+def train_tokenizer_from_iterator(
+    texts,
+    vocab_size: int = 8000,
+    min_frequency: int = 2,
+    special_tokens=None,
+    chat_template: str | None = DEFAULT_CHAT_TEMPLATE,
+    show_progress: bool = True,
+    tokenizer_type: str = "bpe",
+) -> PreTrainedTokenizerFast:
+    """`train_tokenizer` on texts in memory: any iterable of strings (a list, a generator, a dataset column).
+
+    在内存中的文本（字符串的列表或生成器）上训练分词器，参数同 `train_tokenizer`。
+    """
+    if tokenizer_type not in ("bpe", "char"):
+        raise ValueError(f"unknown tokenizer_type {tokenizer_type!r}: choose 'bpe' or 'char'")
     specials = list(dict.fromkeys(SPECIAL_TOKENS + list(special_tokens or [])))
     alphabet = pre_tokenizers.ByteLevel.alphabet()
-    if vocab_size < len(alphabet) + len(specials):
+    if vocab_size is not None and vocab_size < len(alphabet) + len(specials):
         raise ValueError(
             f"vocab_size={vocab_size} is too small: it must hold the {len(alphabet)} byte symbols plus "
             f"{len(specials)} special tokens, i.e. at least {len(alphabet) + len(specials)}"
         )
     if min_frequency < 1:
         raise ValueError(f"min_frequency must be >= 1, got {min_frequency}")
-    texts = _non_empty_or_raise(iter_texts(source, text_column), source)
-
-    backend = Tokenizer(models.BPE())  # no unk_token: every byte is in the vocabulary
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    backend.decoder = decoders.ByteLevel()
-    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    texts = _non_empty_or_raise(texts)
+    if tokenizer_type == "char":
+        return _wrap(_char_level_bpe(texts, vocab_size, min_frequency, specials), specials, chat_template)
+    backend = _byte_level(Tokenizer(models.BPE()))  # no unk_token: every byte is in the vocabulary
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
@@ -281,7 +145,54 @@ def train_tokenizer(
         show_progress=show_progress,
     )
     backend.train_from_iterator(texts, trainer=trainer)
+    return _wrap(backend, specials, chat_template)
 
+
+def _byte_level(backend: Tokenizer) -> Tokenizer:
+    """GPT-2's byte-level pre-tokenizer, decoder and post-processor on a BPE model."""
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    return backend
+
+
+def _char_level_bpe(texts, vocab_size: int | None, min_frequency: int, specials: list[str]) -> Tokenizer:
+    """A character-level tokenizer: one token per character of the corpus, bytes for any other character.
+
+    It is a byte-level BPE like the one `train_tokenizer` learns, whose merges only join the UTF-8 bytes of each
+    character seen at least `min_frequency` times (the most frequent first, up to `vocab_size` tokens): "红" is one
+    token, a character never seen falls back to its bytes, and no merge crosses a character boundary. On ASCII text it
+    is a plain byte tokenizer (256 symbols + the special tokens). Being an ordinary byte-level BPE, it loads wherever
+    GPT-2's tokenizer loads.
+    字符级分词器：语料中每个字符一个 token，未见过的字符退回为 UTF-8 字节；本质上仍是字节级 BPE。
+    """
+    from collections import Counter
+
+    counts = Counter()
+    for text in texts:
+        counts.update(text)
+    to_bytes = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    vocab = {token: i for i, token in enumerate(specials)}
+    for symbol in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[symbol] = len(vocab)
+    merges = []
+    for char, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        if count < min_frequency:
+            break
+        symbols = to_bytes.pre_tokenize_str(char)[0][0]  # the character's UTF-8 bytes as byte-level symbols
+        # (prefix of k bytes, the merge that makes it from the prefix of k - 1 bytes and the k-th byte)
+        new = [(symbols[:k], (symbols[: k - 1], symbols[k - 1])) for k in range(2, len(symbols) + 1)]
+        new = [(token, merge) for token, merge in new if token not in vocab]
+        if vocab_size is not None and len(vocab) + len(new) > vocab_size:
+            break
+        for token, merge in new:
+            vocab[token] = len(vocab)
+            merges.append(merge)
+    return _byte_level(Tokenizer(models.BPE(vocab=vocab, merges=merges)))
+
+
+def _wrap(backend: Tokenizer, specials: list[str], chat_template: str | None) -> PreTrainedTokenizerFast:
+    """The `tokenizers` model as a transformers fast tokenizer with our special tokens and chat template."""
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=EOS_TOKEN,  # GPT-2 convention: one token marks both ends of a document
@@ -294,27 +205,61 @@ def train_tokenizer(
     )
 
 
-def load_tokenizer(path_or_repo, **kwargs) -> PreTrainedTokenizerFast:
-    """Load a tokenizer saved by `train_tokenizer(...).save_pretrained(folder)` (or any Hub tokenizer).
+def resolve_folder_or_repo(name, what: str = "model") -> str:
+    """`name` as a local folder when it is one, else as a Hub repo id; fails at once where the Hub cannot help.
 
-    加载已保存的分词器；文件夹中没有分词器文件时给出明确的错误。
+    A name that can only mean a local path (it starts with ".", "/" or "~", has more than one "/", or its parent
+    folder exists here) and is missing is a FileNotFoundError naming the path tried. A repo id is only tried when
+    the Hub's host name resolves (an unreachable Hub would otherwise cost a minute of retries).
+    本地文件夹优先；否则当作 Hub 仓库名，Hub 不可达时立即报错并说明尝试过的位置。
     """
-    path = Path(path_or_repo)
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    text = str(name)
+    path = Path(text).expanduser()
     if path.is_dir():
-        if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
-            raise FileNotFoundError(
-                f"no tokenizer in {path}: expected tokenizer.json / tokenizer_config.json "
-                f"(found: {sorted(p.name for p in path.iterdir())[:20]}); "
-                "train one with scratchformers.tokenization_scratch.train_tokenizer and save_pretrained it there"
-            )
-        return AutoTokenizer.from_pretrained(str(path), **kwargs)
-    if path.exists() or str(path_or_repo).startswith((".", "/", "~")) or str(path_or_repo).count("/") > 1:
-        raise FileNotFoundError(f"tokenizer folder not found: {path_or_repo}")
+        return str(path)
+    parent = path.parent
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or (str(parent) != "." and parent.is_dir()):
+        kind = "is a file, not a folder" if path.is_file() else "does not exist"
+        raise FileNotFoundError(f"{what} folder not found: {path.resolve()} {kind}")
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        return text  # transformers looks in the local cache only, and says so quickly
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname
     try:
-        return AutoTokenizer.from_pretrained(str(path_or_repo), **kwargs)
-    except OSError as error:
+        socket.getaddrinfo(host, 443)
+    except OSError:
         raise FileNotFoundError(
-            f"tokenizer not found: {path_or_repo!r} is not a local folder and could not be loaded from the Hub ({error})"
+            f"{what} not found: {text!r} is not a local folder ({path.resolve()} does not exist) and the Hub at "
+            f"{constants.ENDPOINT} cannot be reached to load it as a repo id"
+        ) from None
+    return text
+
+
+def load_tokenizer(path_or_repo, **kwargs) -> PreTrainedTokenizerFast:
+    """Load a tokenizer from a local folder saved with `save_pretrained`, or from a Hub repo id.
+
+    加载已保存的分词器（本地文件夹或 Hub 仓库）；找不到时给出明确的错误。
+    """
+    source = resolve_folder_or_repo(path_or_repo, "tokenizer")
+    path = Path(source)
+    if path.is_dir() and not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise FileNotFoundError(
+            f"no tokenizer in {path}: expected tokenizer.json / tokenizer_config.json "
+            f"(found: {sorted(p.name for p in path.iterdir())[:20]}); "
+            "train one with scratchformers.tokenization_scratch.train_tokenizer and save_pretrained it there"
+        )
+    try:
+        return AutoTokenizer.from_pretrained(source, **kwargs)
+    except OSError as error:
+        if path.is_dir():
+            raise
+        raise FileNotFoundError(
+            f"tokenizer not found: {source!r} is not a local folder and could not be loaded from the Hub ({error})"
         ) from error
 
 

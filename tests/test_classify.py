@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
 
 import scratchformers  # noqa: F401
-from scratchformers.tokenization_scratch import train_tokenizer
+from scratchformers.tokenization_scratch import train_tokenizer_from_iterator
 from scratchformers.training.arguments import ClassifyArguments
 from scratchformers.training.classify import run_classify
 from scratchformers.training.data import load_classification_csv
@@ -29,7 +29,7 @@ def write_csv(path, rows):
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cls")
     rows = [(t, 1) for t in POSITIVE] + [(t, 0) for t in NEGATIVE]
-    train_tokenizer(POSITIVE + NEGATIVE, vocab_size=280, show_progress=False).save_pretrained(folder / "tok")
+    train_tokenizer_from_iterator(POSITIVE + NEGATIVE, vocab_size=280, show_progress=False).save_pretrained(folder / "tok")
     return {
         "tokenizer": folder / "tok",
         "train": write_csv(folder / "train.csv", rows * 4),

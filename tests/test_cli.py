@@ -38,6 +38,7 @@ def trained(corpus, tmp_path_factory):
 
 def test_every_command_has_help_listing_its_flags(capsys):
     expected = {
+        "split-text": "--validation_percentage",
         "train-tokenizer": "--vocab_size",
         "pretrain": "--gradient_accumulation_steps",
         "sft": "--max_length",
@@ -118,6 +119,12 @@ def test_train_tokenizer_command_reports_compression_and_keeps_an_existing_token
     assert (out / "tokenizer.json").is_file()
     assert main(args) == 2
     assert "already holds a tokenizer" in capsys.readouterr().err
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "chat_template.jinja").write_text("{{ my own template }}")
+    assert main(["train-tokenizer", "--train_files", str(corpus), "--output_dir", str(other)]) == 2
+    assert "(chat_template.jinja)" in capsys.readouterr().err
+    assert (other / "chat_template.jinja").read_text() == "{{ my own template }}"
 
 
 def test_demo_quick_runs_the_whole_path_and_never_clobbers_a_foreign_folder(tmp_path, capsys):
@@ -135,13 +142,26 @@ def test_demo_quick_runs_the_whole_path_and_never_clobbers_a_foreign_folder(tmp_
     # Re-running replaces the previous demo folder ...
     assert main(["demo", "--quick", "--num_stories", "200", "--output_dir", str(out)]) == 0
     capsys.readouterr()
-    # ... but a folder the demo did not make is refused.
-    foreign = tmp_path / "mine"
-    foreign.mkdir()
-    (foreign / "notes.txt").write_text("keep me")
-    assert main(["demo", "--quick", "--output_dir", str(foreign)]) == 2
-    assert "was not made by `scratchformers demo`" in capsys.readouterr().err
-    assert (foreign / "notes.txt").read_text() == "keep me"
+    # ... but a folder holding anything else is refused, and with --overwrite only the demo's entries are replaced.
+    (out / "notes.txt").write_text("keep me")
+    assert main(["demo", "--quick", "--num_stories", "200", "--output_dir", str(out)]) == 2
+    assert "were not made by `scratchformers demo` (notes.txt)" in capsys.readouterr().err
+    assert main(["demo", "--quick", "--num_stories", "200", "--output_dir", str(out), "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "keep me" and (out / "sft" / "config.json").is_file()
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("where", [".", "..", "~", "/"])
+def test_demo_never_takes_the_current_folder_its_parents_home_or_root(where, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "precious.txt").write_text("source code")
+    monkeypatch.chdir(work)
+    for attempt in (["--overwrite"], []):
+        assert main(["demo", "--quick", "--output_dir", where, *attempt]) == 2
+        assert "is the current folder, one of its parents, the home folder or the root" in capsys.readouterr().err
+    assert (work / "precious.txt").read_text() == "source code" and sorted(p.name for p in work.iterdir()) == [
+        "precious.txt"]
 
 
 def test_instruction_check_accepts_exact_answers_and_rejects_drift():

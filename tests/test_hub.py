@@ -24,11 +24,12 @@ from hub_scripts import push as push_module
 CHAT_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>{% endfor %}"
                  "{% if add_generation_prompt %}<s>assistant: {% endif %}")
 EXPECTED_FILES = {
-    "gpt": ["README.md", "chat_template.jinja", "config.json", "configuration_gpt.py", "generation_config.json",
-            "model.safetensors", "modeling_gpt.py", "tokenizer.json", "tokenizer_config.json"],
-    "llama2": ["README.md", "chat_template.jinja", "config.json", "configuration_llama2.py",
-               "generation_config.json", "model.safetensors", "modeling_llama2.py", "tokenizer.json",
-               "tokenizer_config.json"],
+    "gpt": ["README.md", "chat_template.jinja", "config.json", "configuration_common.py", "configuration_gpt.py",
+            "generation_config.json",
+            "model.safetensors", "modeling_common.py", "modeling_gpt.py", "tokenizer.json", "tokenizer_config.json"],
+    "llama2": ["README.md", "chat_template.jinja", "config.json", "configuration_common.py", "configuration_llama2.py",
+               "generation_config.json", "model.safetensors", "modeling_common.py", "modeling_llama2.py",
+               "tokenizer.json", "tokenizer_config.json"],
 }
 
 

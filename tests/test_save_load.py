@@ -1,5 +1,6 @@
 """save_pretrained / from_pretrained, Auto classes in-process, and remote code where scratchformers is absent."""
 
+import ast
 import json
 import os
 import subprocess
@@ -7,7 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -63,11 +63,16 @@ def test_saved_folder_carries_remote_code_and_full_auto_map(family, tmp_path):
     family.model().save_pretrained(tmp_path)
     files = {p.name for p in tmp_path.iterdir()}
     stem = "gpt" if family.name == "gpt" else "llama2"
-    assert {f"configuration_{stem}.py", f"modeling_{stem}.py", "config.json", "model.safetensors"} <= files
+    shared = {"configuration_common.py", "modeling_common.py"}  # the sibling files both families import
+    assert {f"configuration_{stem}.py", f"modeling_{stem}.py", "config.json", "model.safetensors"} | shared <= files
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
-    assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification"}
-    modeling = (tmp_path / f"modeling_{stem}.py").read_text()
-    assert "import scratchformers" not in modeling and "from scratchformers" not in modeling
+    assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification",
+                             "AutoModelForTokenClassification", "AutoModelForQuestionAnswering"}
+    for name in (f"modeling_{stem}.py", f"configuration_{stem}.py", *shared):
+        tree = ast.parse((tmp_path / name).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not any(m.split(".")[0] == "scratchformers" for m in imported), name  # siblings come by relative import
 
 
 def test_dtype_is_kept_by_from_pretrained(family, tmp_path):

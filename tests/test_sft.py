@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
 import scratchformers  # noqa: F401
-from scratchformers.tokenization_scratch import IM_END, train_tokenizer
+from scratchformers.tokenization_scratch import IM_END, train_tokenizer_from_iterator
 from scratchformers.training.common import build_config
 from scratchformers.training.data import SFTCollator, build_sft_dataset, read_sft_jsonl, tokenize_conversations
 from scratchformers.training.arguments import SFTArguments
@@ -28,7 +28,7 @@ CHAT = [
 def tokenizer(tmp_path_factory):
     texts = make_story_corpus(120, seed=5) + [json.dumps(r) for r in make_instruction_data(100)]
     folder = tmp_path_factory.mktemp("sft_tokenizer")
-    train_tokenizer(texts, vocab_size=300, show_progress=False).save_pretrained(folder)
+    train_tokenizer_from_iterator(texts, vocab_size=300, show_progress=False).save_pretrained(folder)
     return AutoTokenizer.from_pretrained(folder)
 
 

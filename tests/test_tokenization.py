@@ -25,6 +25,7 @@ from scratchformers.tokenization_scratch import (
     compression_stats,
     load_tokenizer,
     train_tokenizer,
+    train_tokenizer_from_iterator,
 )
 
 EN_WORDS = "the king and queen speak of love war and peace in the old castle tonight".split()
@@ -48,7 +49,7 @@ def decode_exact(tokenizer, ids):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return train_tokenizer(make_corpus(), vocab_size=400, show_progress=False)
+    return train_tokenizer_from_iterator(make_corpus(), vocab_size=400, show_progress=False)
 
 
 def marker_corpus():
@@ -89,7 +90,8 @@ def test_encode_adds_no_special_tokens_and_skip_special_tokens_drops_chat_marker
 
 
 def test_extra_special_tokens_come_after_the_four_defaults():
-    tok = train_tokenizer(make_corpus(50), vocab_size=300, special_tokens=["<|tool|>", EOS_TOKEN], show_progress=False)
+    tok = train_tokenizer_from_iterator(make_corpus(50), vocab_size=300, special_tokens=["<|tool|>", EOS_TOKEN],
+                                        show_progress=False)
     assert tok.convert_tokens_to_ids(SPECIAL_TOKENS + ["<|tool|>"]) == [0, 1, 2, 3, 4]
     assert tok.tokenize("a<|tool|>b") == ["a", "<|tool|>", "b"]
 
@@ -274,20 +276,21 @@ def test_assistant_mask_survives_save_and_reload(tokenizer, tmp_path):
 
 
 def test_chat_template_none_trains_a_tokenizer_without_template():
-    tok = train_tokenizer(make_corpus(50), vocab_size=300, chat_template=None, show_progress=False)
+    tok = train_tokenizer_from_iterator(make_corpus(50), vocab_size=300, chat_template=None, show_progress=False)
     assert tok.chat_template is None
 
 
 # --- training sources ------------------------------------------------------------------------------------------------
 
 
-def test_train_from_text_files_reads_every_file(tmp_path):
+def test_train_from_text_files_reads_every_file_and_a_folder_of_them(tmp_path):
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("".join(make_corpus(50)), encoding="utf-8")
     b.write_text("".join(marker_corpus()), encoding="utf-8")
     assert_learned_marker(train_tokenizer([a, b], vocab_size=400, show_progress=False))
     assert_learned_marker(train_tokenizer([str(b)], vocab_size=300, show_progress=False))
     assert_learned_marker(train_tokenizer(b, vocab_size=300, show_progress=False))
+    assert_learned_marker(train_tokenizer(tmp_path, vocab_size=400, show_progress=False))  # the folder's .txt files
 
 
 def test_train_from_datasets_dataset_datasetdict_train_split_and_saved_folder(tmp_path):
@@ -300,14 +303,13 @@ def test_train_from_datasets_dataset_datasetdict_train_split_and_saved_folder(tm
     other_split = datasets.Dataset.from_dict({"text": make_corpus(30), "id": list(range(30))})
     with_train = datasets.DatasetDict({"train": marker_split, "validation": other_split})
     assert_learned_marker(train_tokenizer(with_train, vocab_size=400, show_progress=False))
-    reversed_splits = datasets.DatasetDict({"train": other_split, "test": marker_split})
-    only_train_read = train_tokenizer(reversed_splits, vocab_size=400, show_progress=False)
-    assert len(only_train_read.tokenize(MARKER)) > 1  # the test split stays out of the vocabulary
+    with pytest.raises(ValueError, match="no 'train' split"):
+        train_tokenizer(datasets.DatasetDict({"test": marker_split}), vocab_size=400, show_progress=False)
 
     with_train.save_to_disk(tmp_path / "saved")
     assert_learned_marker(train_tokenizer(tmp_path / "saved", vocab_size=400, show_progress=False))
     (tmp_path / "plain_folder").mkdir()
-    with pytest.raises(ValueError, match="plain_folder is a folder"):
+    with pytest.raises(ValueError, match="plain_folder is a folder with no data files"):
         train_tokenizer(tmp_path / "plain_folder", show_progress=False)
 
 
@@ -321,35 +323,36 @@ def test_train_from_jsonl_text_field_and_sft_fields(tmp_path):
     assert_learned_marker(train_tokenizer(sft, vocab_size=300, show_progress=False))
 
 
-def test_train_from_csv_column(tmp_path):
+def test_train_from_csv_tsv_and_parquet_columns(tmp_path):
     path = tmp_path / "cls.csv"
     with path.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["text", "label"])
         writer.writerows([[t, i % 2] for i, t in enumerate(marker_corpus())])
     assert_learned_marker(train_tokenizer(path, vocab_size=300, show_progress=False))
-    with pytest.raises(ValueError, match=r"cls\.csv:1: no column 'sentence'"):
+    with pytest.raises(ValueError, match=r"cls\.csv: no column 'sentence'"):
         train_tokenizer(path, vocab_size=300, text_column="sentence", show_progress=False)
+    tsv = tmp_path / "cls.tsv"
+    tsv.write_text("label\ttext\n" + "".join(f"1\t{t.strip()}\n" for t in marker_corpus()), encoding="utf-8")
+    assert_learned_marker(train_tokenizer(tsv, vocab_size=300, show_progress=False))
+    parquet = tmp_path / "cls.parquet"
+    datasets.Dataset.from_dict({"text": marker_corpus()}).to_parquet(parquet)
+    assert_learned_marker(train_tokenizer(parquet, vocab_size=300, show_progress=False))
 
 
-def test_train_from_generator_of_strings():
-    assert_learned_marker(train_tokenizer((t for t in marker_corpus()), vocab_size=300, show_progress=False))
+def test_train_from_an_iterator_of_strings_in_memory():
+    assert_learned_marker(train_tokenizer_from_iterator((t for t in marker_corpus()), vocab_size=300, show_progress=False))
+    review = "房间很干净，价格120元/晚，服务周到。"  # no spaces and a "/": text, never taken for a path
+    tok = train_tokenizer_from_iterator([review] * 40, vocab_size=300, show_progress=False)
+    assert tok.decode(tok(review)["input_ids"]) == review
 
 
-def test_list_elements_are_files_only_when_they_look_like_paths(tmp_path):
+def test_strings_given_as_files_are_always_files(tmp_path):
     corpus = tmp_path / "my corpus.txt"  # an existing file is read even with a space in its name
     corpus.write_text("".join(marker_corpus()), encoding="utf-8")
-    tok = train_tokenizer([str(corpus), "see notes.txt for more"] * 2, vocab_size=300, show_progress=False)
-    assert_learned_marker(tok)  # the file was read, the sentence was taken as text
-    assert len(tok.tokenize(" notes")) == 1
-    with pytest.raises(FileNotFoundError, match="no_such_notes.md"):
-        train_tokenizer(["some text", "no_such_notes.md"], show_progress=False)
-    with pytest.raises(FileNotFoundError, match="data/no_such_corpus"):
-        train_tokenizer([Path("data/no_such_corpus")], show_progress=False)  # a Path is always a file
-    review = "房间很干净，价格120元/晚，服务周到。"  # no spaces and a "/": still text, not a missing file
-    tok = train_tokenizer([review] * 40, vocab_size=300, show_progress=False)
-    assert tok.decode(tok(review)["input_ids"]) == review
-    assert_learned_marker(train_tokenizer(iter([MARKER + " data/x"] * 30), vocab_size=300, show_progress=False))
+    assert_learned_marker(train_tokenizer([str(corpus)], vocab_size=300, show_progress=False))
+    with pytest.raises(FileNotFoundError, match="see notes.txt for more"):
+        train_tokenizer([str(corpus), "see notes.txt for more"], show_progress=False)
 
 
 # --- errors ----------------------------------------------------------------------------------------------------------
@@ -358,17 +361,18 @@ def test_list_elements_are_files_only_when_they_look_like_paths(tmp_path):
 def test_missing_file_raises_file_not_found_naming_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         train_tokenizer(tmp_path / "nope.txt", show_progress=False)
-    with pytest.raises(FileNotFoundError, match="gone.jsonl"):
-        train_tokenizer(["some text", str(tmp_path / "gone.jsonl")], show_progress=False)
 
 
 def test_empty_corpus_raises_value_error_naming_the_source(tmp_path):
-    empty = tmp_path / "empty.txt"
-    empty.write_text("\n  \n\t\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="empty corpus.*empty.txt"):
-        train_tokenizer(empty, show_progress=False)
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n\t\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="empty corpus.*blank.txt"):
+        train_tokenizer(blank, show_progress=False)
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty corpus.*empty.jsonl"):
+        train_tokenizer(tmp_path / "empty.jsonl", show_progress=False)
     with pytest.raises(ValueError, match="empty corpus"):
-        train_tokenizer(["", "   "], show_progress=False)
+        train_tokenizer_from_iterator(["", "   "], show_progress=False)
 
 
 def test_jsonl_line_that_is_not_json_names_file_and_line(tmp_path):
@@ -387,14 +391,16 @@ def test_jsonl_line_without_needed_field_names_file_and_line(tmp_path):
 
 def test_vocab_size_below_bytes_plus_specials_names_both_numbers():
     with pytest.raises(ValueError, match=r"vocab_size=100 .* at least 260"):
-        train_tokenizer(["some text"], vocab_size=100, show_progress=False)
+        train_tokenizer_from_iterator(["some text"], vocab_size=100, show_progress=False)
     with pytest.raises(ValueError, match=r"vocab_size=260 .* at least 261"):
-        train_tokenizer(["some text"], vocab_size=260, special_tokens=["<|x|>"], show_progress=False)
+        train_tokenizer_from_iterator(["some text"], vocab_size=260, special_tokens=["<|x|>"], show_progress=False)
 
 
 def test_non_string_items_are_rejected_with_their_type():
     with pytest.raises(TypeError, match="int"):
-        train_tokenizer(["text", 3], show_progress=False)
+        train_tokenizer_from_iterator(["text", 3], show_progress=False)
+    with pytest.raises(TypeError, match="a data file must be a path .* int"):
+        train_tokenizer([3], show_progress=False)
 
 
 def test_non_utf8_file_names_file_and_line(tmp_path):
@@ -461,3 +467,32 @@ def test_compression_benchmark_on_real_corpora_compresses_english_and_chinese():
     bytes_per_token = {row.split("|")[1].split()[0]: float(row.split("|")[5]) for row in rows}
     assert bytes_per_token["English"] > 1.5  # merges beat raw bytes (1.0) on held-out text
     assert bytes_per_token["中文"] > 3.0  # more than one Chinese character (3 bytes) per token
+
+
+# ---- character-level tokenizer --------------------------------------------------------------------------------
+
+
+def test_char_tokenizer_gives_one_token_per_seen_character_and_bytes_for_the_rest(tmp_path):
+    corpus = "红楼梦 is a novel. 林黛玉 and 贾宝玉 😀\n" * 3
+    char = train_tokenizer_from_iterator([corpus], tokenizer_type="char", min_frequency=1)
+    seen = "红楼梦, 林黛玉 😀 novel"
+    assert len(char(seen, add_special_tokens=False)["input_ids"]) == len(seen)
+    unseen = "龙"  # not in the corpus: its three UTF-8 bytes
+    assert len(char(unseen, add_special_tokens=False)["input_ids"]) == len(unseen.encode("utf-8")) == 3
+    text = "红楼梦 龙 café e\u0301 \t\n" + "😀👍🏽"
+    assert char.decode(char(text, add_special_tokens=False)["input_ids"]) == text
+    char.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert reloaded(text)["input_ids"] == char(text)["input_ids"]
+    assert char.convert_ids_to_tokens([0, 1, 2, 3]) == SPECIAL_TOKENS
+
+
+def test_char_tokenizer_on_ascii_is_a_byte_tokenizer_and_vocab_size_caps_the_characters():
+    assert len(train_tokenizer_from_iterator(["To be, or not to be"], tokenizer_type="char")) == 256 + len(SPECIAL_TOKENS)
+    corpus = "的的的的一一一是是不"  # each CJK character needs 2 new tokens: a 2-byte prefix and itself
+    capped = train_tokenizer_from_iterator([corpus], tokenizer_type="char", vocab_size=260 + 3, min_frequency=1)
+    assert len(capped.tokenize("的")) == 1 and len(capped.tokenize("一")) == 3  # 一 no longer fits
+    with pytest.raises(ValueError, match="too small"):
+        train_tokenizer_from_iterator([corpus], tokenizer_type="char", vocab_size=100)
+    with pytest.raises(ValueError, match="unknown tokenizer_type 'word'"):
+        train_tokenizer_from_iterator([corpus], tokenizer_type="word")

@@ -227,3 +227,31 @@ def test_accelerate_launch_two_cpu_processes_trains(corpus, tmp_path):
     assert metrics["world_size"] == 2 and metrics["global_step"] == 3
     assert math.isfinite(metrics["eval_loss"])
     assert AutoModelForCausalLM.from_pretrained(out) is not None
+
+
+def test_any_file_the_run_would_write_needs_overwrite(corpus, tokenizer_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "loss_curve.png").write_bytes(b"the user's own plot")
+    (out / "notes.txt").write_text("unrelated, never touched")
+    with pytest.raises(FileExistsError, match=r"already holds results .*\(loss_curve.png\).*--overwrite"):
+        run_pretrain(
+            ModelArguments(config_overrides=TINY_GPT, tokenizer_name_or_path=str(tokenizer_dir)),
+            PretrainDataArguments(train_files=[str(corpus)], block_size=32),
+            tiny_args(out),
+            verbose=False,
+        )
+    assert (out / "loss_curve.png").read_bytes() == b"the user's own plot"
+    run_tiny(corpus, tokenizer_dir, out, max_steps=2, eval_steps=2, save_steps=2)  # with --overwrite
+    assert (out / "loss_curve.png").read_bytes() != b"the user's own plot"
+    assert (out / "notes.txt").read_text() == "unrelated, never touched"
+
+
+def test_overwrite_clears_the_earlier_runs_checkpoints_so_resume_last_finds_this_runs(corpus, tokenizer_dir, tmp_path):
+    from scratchformers.training.common import resolve_checkpoint
+
+    out = tmp_path / "run"
+    run_tiny(corpus, tokenizer_dir, out, max_steps=6)  # checkpoint-3, checkpoint-6
+    run_tiny(corpus, tokenizer_dir, out, max_steps=4, save_steps=4, eval_steps=4)  # --overwrite: checkpoint-4 only
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]
+    assert resolve_checkpoint("last", str(out)) == str(out / "checkpoint-4")

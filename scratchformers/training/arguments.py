@@ -12,9 +12,28 @@ class TokenizerArguments:
     train_files: list[str] = field(default_factory=list, metadata={"help": "Text/JSONL/CSV files to train on."})
     output_dir: str = field(default="tokenizer", metadata={"help": "Folder the tokenizer is saved to."})
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size, special tokens included."})
-    min_frequency: int = field(default=2, metadata={"help": "Minimum pair count for a merge."})
+    tokenizer_type: str = field(
+        default="bpe", metadata={"help": "'bpe' (byte-level BPE) or 'char' (one token per character seen).", "choices": ["bpe", "char"]}
+    )
+    min_frequency: int = field(default=2, metadata={"help": "Minimum count of a merged pair (bpe) or a character (char)."})
     text_column: str = field(default="text", metadata={"help": "Column/field holding the text in JSONL/CSV."})
+    split_by: str = field(
+        default="paragraph",
+        metadata={"help": "Documents of .txt files: 'paragraph' (blank line), 'line', 'document' (as pretrain)."},
+    )
     overwrite: bool = field(default=False, metadata={"help": "Write over a folder that already holds a tokenizer."})
+
+
+@dataclass
+class SplitTextArguments:
+    """Cut one text file into train and validation files at a character position (`scratchformers split-text`)."""
+
+    input_file: str | None = field(default=None, metadata={"help": "The UTF-8 text file to split (needed)."})
+    output_dir: str | None = field(default=None, metadata={"help": "Folder for train.txt and validation.txt (needed)."})
+    validation_percentage: float = field(
+        default=10.0, metadata={"help": "The last this-many percent of the characters become validation.txt."}
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Replace train.txt / validation.txt already there."})
 
 
 @dataclass
@@ -33,6 +52,14 @@ class ModelArguments:
         metadata={"help": "Tokenizer folder. Default: the model folder's, else a new one trained on --train_files."},
     )
     vocab_size: int = field(default=8000, metadata={"help": "Vocab size of a tokenizer trained on the fly."})
+    tokenizer_type: str = field(
+        default="bpe",
+        metadata={
+            "help": "Tokenizer trained on the fly: 'bpe' (byte-level BPE of --vocab_size tokens) or 'char' (one token "
+            "per character of the corpus, bytes for any other; --vocab_size caps it).",
+            "choices": ["bpe", "char"],
+        },
+    )
     attn_implementation: str | None = field(default=None, metadata={"help": "'sdpa' (default) or 'eager'."})
 
 
@@ -53,10 +80,35 @@ class PretrainDataArguments:
     )
     block_size: int = field(default=256, metadata={"help": "Tokens per training block (<= model positions)."})
     num_proc: int | None = field(default=None, metadata={"help": "Processes for dataset.map (tokenization)."})
+    time_budget: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train for this much wall-clock, e.g. 120s, 2m, 10m, 1h: training stops when it is spent and the "
+            "learning-rate schedule (warmup as a fraction, e.g. --warmup_steps 0.02) follows the time spent."
+        },
+    )
+    use_muon: bool = field(
+        default=False,
+        metadata={
+            "help": "Train the hidden weight matrices with Muon (torch.optim.Muon, scaled to AdamW's step size, so the "
+            "same --learning_rate) and embeddings, head, norms and biases with AdamW."
+        },
+    )
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "Periodic evaluations use the first N validation blocks (the final figures use all)."},
+    )
+    reference_points: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Results drawn on loss_vs_time.png, as LABEL@TIME=NATS_PER_CHAR, e.g. 'nanoGPT@1m35s=1.886'."},
+    )
     sample_prompts: list[str] = field(
         default_factory=lambda: [""], metadata={"help": "Prompts sampled at the end ('' starts from <|endoftext|>)."}
     )
     sample_max_new_tokens: int = field(default=80, metadata={"help": "Length of the samples printed at the end."})
+    sample_max_chars: int | None = field(
+        default=None, metadata={"help": "Cut each sample to this many characters (samples.txt keeps the same)."}
+    )
     overwrite: bool = field(default=False, metadata={"help": "Write over an --output_dir that holds results."})
 
 
@@ -68,7 +120,9 @@ class SFTArguments:
     train_file: str | None = field(default=None, metadata={"help": "SFT JSONL file."})
     validation_file: str | None = field(default=None, metadata={"help": "Validation JSONL. Default: split of train."})
     validation_split_percentage: float = field(default=5.0, metadata={"help": "Percent of train held out."})
-    max_length: int = field(default=512, metadata={"help": "Samples are truncated to this many tokens."})
+    max_length: int | None = field(
+        default=None, metadata={"help": "Samples are truncated to this many tokens. Default: the model's context."}
+    )
     num_proc: int | None = field(default=None, metadata={"help": "Processes for dataset.map (tokenization)."})
     sample_prompts: list[str] = field(default_factory=list, metadata={"help": "User messages answered at the end."})
     sample_max_new_tokens: int = field(default=80, metadata={"help": "Length of the answers printed at the end."})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from .common import (
     build_config,
     check_model_fits,
     check_output_dir,
+    load_pretrained,
     no_eval_without_data,
     plot_loss_curve,
     resolve_checkpoint,
@@ -62,9 +62,7 @@ def run_classify(args: ClassifyArguments, training_args: TrainingArguments, call
         pad_token_id=tokenizer.pad_token_id,  # the head pools the last non-pad token
     )
     if args.model_name_or_path:
-        if not os.path.isdir(args.model_name_or_path):
-            raise FileNotFoundError(f"model folder not found: {args.model_name_or_path}")
-        model = AutoModelForSequenceClassification.from_pretrained(args.model_name_or_path, **label_kwargs)
+        model = load_pretrained(args.model_name_or_path, AutoModelForSequenceClassification, **label_kwargs)
     else:
         config = build_config(args.preset, tokenizer, args.config_overrides, **label_kwargs)
         model = AutoModelForSequenceClassification.from_config(config)

@@ -3,22 +3,72 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, Trainer
+from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import IntervalStrategy
 
+from ..generation import generate_texts
+from ..tokenization_scratch import resolve_folder_or_repo
 from ..utils import PRESETS, config_from_preset
+from .budget import TimeBudget, TimeBudgetProgress, parse_duration, time_budget_scheduler
+from .optim import build_muon_adamw
 
-RESULT_MARKERS = ("config.json", "model.safetensors", "tokenizer.json", "trainer_state.json", "all_results.json")
+# With a time budget the budget ends training; this step limit only keeps Trainer's bookkeeping finite.
+BUDGET_MAX_STEPS = 10**9
+
+# What a training run writes into its output folder (besides TensorBoard's runs/): an existing one needs --overwrite.
+RUN_OUTPUTS = (
+    "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+    "chat_template.jinja", "special_tokens_map.json", "trainer_state.json", "training_args.bin", "all_results.json",
+    "loss_curve.png", "loss_vs_time.png", "samples.txt", "modeling_*.py", "configuration_*.py", "checkpoint-*",
+)
+TOKENIZER_OUTPUTS = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 
 
 class ScratchTrainer(Trainer):
-    """`Trainer` with weight decay only on matrices (ndim >= 2) and perplexity logged next to every eval loss."""
+    """`Trainer` with weight decay only on matrices (ndim >= 2) and perplexity logged next to every eval loss.
+
+    Given `time_budget` (a `TimeBudget`), training stops when the budget is spent, the learning-rate schedule
+    (`lr_scheduler_type`, warmup as a fraction of the budget) follows the time spent, and the progress bar shows
+    the time left. `use_muon=True` trains the hidden weight matrices with Muon and the rest with AdamW (`MuonAdamW`).
+    """
+
+    def __init__(self, *args, time_budget: TimeBudget | None = None, use_muon: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.time_budget = time_budget
+        self.use_muon = use_muon
+        if time_budget is not None:
+            check_budget_arguments(self.args)
+            self.add_callback(time_budget)
+            if self.pop_callback(ProgressCallback) is not None:
+                self.add_callback(TimeBudgetProgress(time_budget))
+
+    def create_optimizer(self, model=None):
+        if not self.use_muon or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        self.optimizer = build_muon_adamw(model, self.args, self.get_decay_parameter_names(model))
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.time_budget is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        self.lr_scheduler = time_budget_scheduler(
+            optimizer or self.optimizer,
+            self.time_budget,
+            self.args.lr_scheduler_type,
+            self.args.warmup_steps,
+            self.args.lr_scheduler_kwargs,
+        )
+        return self.lr_scheduler
 
     def get_decay_parameter_names(self, model) -> list[str]:
         # Embeddings and linear weights decay; biases and norm gains (vectors) do not.
@@ -27,25 +77,48 @@ class ScratchTrainer(Trainer):
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         for key in [k for k in logs if k.endswith("_loss") and not k.startswith("train")]:
             logs[key[: -len("loss")] + "perplexity"] = math.exp(min(logs[key], 50.0))
+        if self.time_budget is not None:
+            logs["elapsed_seconds"] = round(self.time_budget.elapsed(), 2)  # for loss against wall-clock
         super().log(logs, *args, **kwargs)
 
 
-def check_output_dir(output_dir: str, overwrite: bool, resume_from_checkpoint=None) -> None:
-    """Refuse to write into a folder that already holds results, unless `--overwrite` or resuming.
+def check_budget_arguments(training_args) -> None:
+    """With a time budget, intervals given as fractions of the run (0 < x < 1) have no step count to refer to."""
+    for name in ("logging_steps", "eval_steps", "save_steps"):
+        value = getattr(training_args, name)
+        if value is not None and 0 < value < 1:
+            raise ValueError(
+                f"--{name} {value} is a fraction of the run's steps, which a time budget does not fix in advance; "
+                f"give --{name} as a number of steps"
+            )
+    if training_args.max_steps is None or training_args.max_steps <= 0:
+        training_args.max_steps = BUDGET_MAX_STEPS
 
-    输出目录已有结果时拒绝覆盖（除非 --overwrite 或从检查点恢复）。
+
+def check_output_dir(output_dir: str, overwrite: bool, resume_from_checkpoint=None, outputs=RUN_OUTPUTS,
+                     what: str = "results this run would write") -> None:
+    """Refuse to write over any file a run would write (`outputs`, glob patterns), unless `--overwrite` or resuming.
+
+    With `--overwrite`, the checkpoints of the earlier run are deleted, so that `--resume_from_checkpoint last`
+    can only find this run's. Other files in the folder are never touched.
+    输出目录中已有本次运行将写入的文件时拒绝覆盖（除非 --overwrite 或续训）；--overwrite 会删除旧检查点。
     """
     path = Path(output_dir)
-    if overwrite or resume_from_checkpoint or not path.exists():
+    if resume_from_checkpoint or not path.exists():
         return
     if not path.is_dir():
         raise FileExistsError(f"--output_dir {path} exists and is not a folder")
-    found = [p.name for p in path.iterdir() if p.name in RESULT_MARKERS or p.name.startswith("checkpoint-")]
-    if found:
+    found = sorted(p.name for p in path.iterdir() if any(fnmatch.fnmatch(p.name, pattern) for pattern in outputs))
+    if found and not overwrite:
         raise FileExistsError(
-            f"--output_dir {path} already holds results ({', '.join(sorted(found)[:5])}); pass --overwrite to "
-            "write over them, --resume_from_checkpoint to continue, or choose another --output_dir"
+            f"--output_dir {path} already holds {what} ({', '.join(found[:6])}); pass --overwrite to write over "
+            "them" + (", --resume_from_checkpoint to continue," if outputs is RUN_OUTPUTS else "")
+            + " or choose another --output_dir"
         )
+    if overwrite:
+        for checkpoint in path.glob("checkpoint-*"):
+            if checkpoint.is_dir() and (checkpoint / "trainer_state.json").is_file():  # made by Trainer
+                shutil.rmtree(checkpoint)
 
 
 def resolve_checkpoint(resume_from_checkpoint, output_dir: str):
@@ -109,15 +182,36 @@ def build_config(preset: str, tokenizer, config_overrides: str | None = None, **
     return config_from_preset(preset, **kwargs)
 
 
+def load_pretrained(name, auto_class=AutoModelForCausalLM, **kwargs):
+    """A model from a local folder or a Hub repo id, with a clear error for a missing or damaged checkpoint.
+
+    从本地文件夹或 Hub 仓库加载模型；缺失或损坏的检查点给出指明文件的错误。
+    """
+    from safetensors import SafetensorError
+
+    source = resolve_folder_or_repo(name, "model")
+    if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
+        raise FileNotFoundError(f"no model in {source}: config.json is missing")
+    try:
+        return auto_class.from_pretrained(source, **kwargs)
+    except SafetensorError as error:
+        raise ValueError(
+            f"{Path(source) / 'model.safetensors'} is damaged or incomplete ({error}); save or download it again"
+        ) from None
+
+
 def build_causal_lm(model_name_or_path, preset, tokenizer, block_size, config_overrides=None, attn_implementation=None):
-    """Load a causal LM from a folder, or build a fresh one from a preset sized for the tokenizer."""
+    """Load a causal LM from a folder, or build a fresh one from a preset sized for the tokenizer.
+
+    A fresh model's `max_position_embeddings` is `block_size`, the context it is trained with, unless
+    `config_overrides` sets it.
+    """
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if model_name_or_path:
-        if not os.path.isdir(model_name_or_path):
-            raise FileNotFoundError(f"model folder not found: {model_name_or_path}")
-        model = AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
+        model = load_pretrained(model_name_or_path, **kwargs)
     else:
-        config = build_config(preset, tokenizer, config_overrides)
+        extra = {"max_position_embeddings": block_size} if block_size else {}
+        config = build_config(preset, tokenizer, config_overrides, **extra)
         model = AutoModelForCausalLM.from_config(config, **kwargs)
     check_model_fits(model.config, tokenizer, block_size)
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
@@ -152,6 +246,51 @@ def plot_loss_curve(log_history: list[dict], path, title: str = "loss") -> Path 
     return Path(path)
 
 
+def parse_reference_point(text: str) -> tuple[str, float, float]:
+    """`"nanoGPT (CPU)@1m35s=1.886"` -> ("nanoGPT (CPU)", 95.0, 1.886): a label, a time and a loss in nats/char."""
+    label, at, rest = text.rpartition("@")
+    when, eq, value = rest.partition("=")
+    try:
+        if not (at and eq and label.strip()):
+            raise ValueError
+        return label.strip(), parse_duration(when), float(value)
+    except ValueError:
+        raise ValueError(
+            f"reference point {text!r} is not LABEL@TIME=NATS_PER_CHAR, e.g. 'nanoGPT (CPU)@1m35s=1.886'"
+        ) from None
+
+
+def plot_loss_vs_time(log_history: list[dict], path, chars_per_token: float, references=(), title="loss") -> Path | None:
+    """Loss in nats per character against training wall-clock (`elapsed_seconds` in the logs of a time-budgeted
+    run), with reference results of other runs as labelled points; the per-token losses are divided by the
+    validation text's characters per token."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(e["elapsed_seconds"], e["loss"] / chars_per_token) for e in log_history if "loss" in e and "elapsed_seconds" in e]
+    evals = [(e["elapsed_seconds"], e["eval_loss"] / chars_per_token) for e in log_history if "eval_loss" in e and "elapsed_seconds" in e]
+    if not train and not evals:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), alpha=0.6, label="train")
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="validation")
+    for label, seconds, value in references:
+        ax.plot([seconds], [value], "*", markersize=12, label=f"{label}: {value:.3f} at {seconds / 60:.1f} min")
+    ax.set_xlabel("training wall-clock (s)")
+    ax.set_ylabel("cross-entropy (nats/char)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
 def no_eval_without_data(training_args, eval_dataset) -> None:
     """Without validation data there is nothing to evaluate: switch periodic evaluation off."""
     if eval_dataset is None and training_args.eval_strategy != "no":
@@ -168,31 +307,60 @@ def final_eval_metrics(trainer) -> dict:
     return trainer.evaluate()
 
 
+@torch.no_grad()
+def nats_per_character(model, tokenizer, documents, context: int | None = None, batch_size: int = 16) -> dict:
+    """Cross-entropy summed over every token of `documents`, divided by their number of characters.
+
+    The documents are scored as one stream, each preceded by the EOS separator (as in `pack_dataset`), in
+    non-overlapping windows of `context` tokens (default: the model's `max_position_embeddings`); a separator
+    between two documents counts as one character. Unlike the loss per token, this figure does not depend on the
+    tokenizer, so character-level, byte-level and BPE models compare on it (nanoGPT reports the same for
+    tinyshakespeare).
+    每个字符的平均交叉熵（nats/char）：与分词方式无关，可在字符级、字节级和 BPE 模型之间直接比较。
+    """
+    if isinstance(documents, str):
+        documents = [documents]
+    documents = [doc for doc in documents if doc]
+    if not documents:
+        raise ValueError("nats_per_character needs at least one non-empty text")
+    context = context or model.config.max_position_embeddings
+    eos = tokenizer.eos_token_id
+    ids = []
+    for doc_ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
+        ids += [eos] + doc_ids
+    stream = torch.tensor(ids)  # (N,)
+    was_training = model.training
+    model.eval()
+    total_nats = 0.0
+    starts = list(range(0, len(stream) - 1, context))
+    for i in range(0, len(starts), batch_size):
+        windows = [stream[s : s + context + 1] for s in starts[i : i + batch_size]]
+        inputs = torch.nn.utils.rnn.pad_sequence([w[:-1] for w in windows], batch_first=True, padding_value=eos)
+        targets = torch.nn.utils.rnn.pad_sequence([w[1:] for w in windows], batch_first=True, padding_value=-100)
+        logits = model(input_ids=inputs.to(model.device), use_cache=False).logits  # (B, T, V)
+        total_nats += torch.nn.functional.cross_entropy(
+            logits.float().flatten(0, 1), targets.flatten().to(model.device), ignore_index=-100, reduction="sum"
+        ).item()
+    model.train(was_training)
+    tokens = len(stream) - 1
+    characters = sum(len(doc) for doc in documents) + len(documents) - 1
+    return {
+        "nats_per_char": total_nats / characters,
+        "nats_per_token": total_nats / tokens,
+        "tokens": tokens,
+        "characters": characters,
+        "context": context,
+    }
+
+
 def write_json(path, data: dict) -> None:
     Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-@torch.no_grad()
 def sample_texts(model, tokenizer, prompts, max_new_tokens=60, seed=0, **generate_kwargs) -> list[str]:
-    """Sample a continuation of each prompt (an empty prompt starts from the EOS/BOS token)."""
+    """Each prompt followed by a sampled continuation (an empty prompt starts from the BOS token), from `seed`."""
     from transformers import set_seed
 
-    was_training = model.training
-    model.eval()
     set_seed(seed)
     generate_kwargs = {"do_sample": True, "top_k": 40, "temperature": 0.8, **generate_kwargs}
-    outputs = []
-    for prompt in prompts:
-        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-        input_ids = torch.tensor([[tokenizer.bos_token_id] + ids], device=model.device)  # (1, T)
-        out = model.generate(
-            input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **generate_kwargs,
-        )  # (1, T + new)
-        outputs.append(tokenizer.decode(out[0, 1:], skip_special_tokens=True))
-    model.train(was_training)
-    return outputs
+    return [prompt + generate_texts(model, tokenizer, prompt, max_new_tokens, **generate_kwargs)[0] for prompt in prompts]

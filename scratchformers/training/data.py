@@ -1,4 +1,4 @@
-"""Datasets for pretraining, SFT and classification, built with `datasets` and checked with clear errors.
+"""Datasets for pretraining, SFT and classification, read through `scratchformers.corpus` and checked.
 
 Every loader names the file (and line, where one exists) of bad input: a missing file, an empty corpus, a JSONL
 row without the needed fields, a label outside the label set.
@@ -6,92 +6,53 @@ row without the needed fields, a label outside the label set.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from itertools import chain
 from pathlib import Path
 
 import datasets
 from datasets import Dataset, DatasetDict
 
+from ..corpus import line_of_record, load_records, load_texts
+
 logger = logging.getLogger(__name__)
-
-TEXT_SUFFIXES = (".txt", ".text", ".md")
-JSON_SUFFIXES = (".jsonl", ".json")
-CSV_SUFFIXES = (".csv",)
-
-
-def _as_list(paths) -> list[str]:
-    if paths is None:
-        return []
-    if isinstance(paths, (str, os.PathLike)):
-        return [str(paths)]
-    return [str(p) for p in paths]
-
-
-def _check_files(files: list[str]) -> None:
-    for file in files:
-        if not Path(file).exists():
-            raise FileNotFoundError(f"data file not found: {file}")
 
 
 def load_text_dataset(paths, text_column: str = "text", split_by: str = "paragraph") -> Dataset:
-    """Load `.txt` / `.jsonl` / `.csv` files, or a folder saved with `save_to_disk`, as a Dataset of `text_column`.
+    """The pretraining corpus: `scratchformers.corpus.load_texts` (one column "text"), the reader every job shares.
 
-    `.txt` files become one document per blank-line separated paragraph (`split_by="paragraph"`), per line
-    (`"line"`) or per file (`"document"`); each document later ends with the EOS separator.
-    读取 txt / jsonl / csv 文件或 `save_to_disk` 保存的文件夹，返回只含文本列的 Dataset；出错时指明文件。
+    读取预训练语料（与分词器训练读取方式相同），返回只含 "text" 列的 Dataset。
     """
-    files = _as_list(paths)
-    if not files:
-        raise ValueError("no training data given: pass --train_files (txt/jsonl/csv files or a saved dataset folder)")
-    _check_files(files)
-    parts = []
-    for file in files:
-        path = Path(file)
-        if path.is_dir():
-            loaded = datasets.load_from_disk(file)
-            if isinstance(loaded, DatasetDict):
-                if "train" not in loaded:
-                    raise ValueError(f"{file}: saved DatasetDict has no 'train' split (splits: {list(loaded)})")
-                loaded = loaded["train"]
-        else:
-            suffix = path.suffix.lower()
-            if suffix in JSON_SUFFIXES:
-                builder, kwargs = "json", {}
-            elif suffix in CSV_SUFFIXES:
-                builder, kwargs = "csv", {}
-            else:
-                if split_by not in ("paragraph", "line", "document"):
-                    raise ValueError(f"split_by must be 'paragraph', 'line' or 'document', got {split_by!r}")
-                builder, kwargs = "text", {"sample_by": split_by, "keep_linebreaks": True}
-            loaded = datasets.load_dataset(builder, data_files=[file], split="train", **kwargs)
-            if builder == "text" and text_column != "text":
-                loaded = loaded.rename_column("text", text_column)
-        if text_column not in loaded.column_names:
-            raise ValueError(f"{file}: no column {text_column!r} (columns: {loaded.column_names}); set --text_column")
-        if not path.is_dir() and path.suffix.lower() in JSON_SUFFIXES + CSV_SUFFIXES:
-            missing = next((i for i, text in enumerate(loaded[text_column]) if text is None), None)
-            if missing is not None:
-                raise ValueError(f"{_line_of_row(path, missing)}: row has no {text_column!r} value")
-        parts.append(loaded.select_columns([text_column]).cast_column(text_column, datasets.Value("string")))
-    dataset = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    dataset = dataset.filter(lambda batch: [bool(t and t.strip()) for t in batch[text_column]], batched=True)
-    if len(dataset) == 0:
-        raise ValueError(f"empty corpus: no non-empty text in {', '.join(files)}")
-    return dataset
+    return load_texts(paths, text_column, split_by)
 
 
-def _line_of_row(path: Path, index: int) -> str:
-    """`file:line` of the index-th record (JSONL: non-blank lines; CSV: after the header, one line per row)."""
-    if path.suffix.lower() in CSV_SUFFIXES:
-        return f"{path}:{index + 2}"
-    with path.open(encoding="utf-8") as f:
-        lines = (number for number, line in enumerate(f, start=1) if line.strip())
-        for _ in range(index):
-            next(lines, None)
-        return f"{path}:{next(lines, '?')}"
+def split_text_file(path, output_dir, validation_percentage: float = 10.0, overwrite: bool = False):
+    """Write the first (100 - p)% of the characters of `path` to `train.txt` and the rest to `validation.txt`.
+
+    The cut is at a character position, as nanoGPT splits tinyshakespeare (first 90% / last 10%). Returns the two
+    paths. 按字符位置切分文本：前 (100-p)% 为训练集，后 p% 为验证集（与 nanoGPT 相同）。
+    """
+    if not 0 < validation_percentage < 100:
+        raise ValueError(f"validation_percentage must be between 0 and 100, got {validation_percentage}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"text file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    if not text.strip():
+        raise ValueError(f"empty corpus: {path} holds no text")
+    out = Path(output_dir)
+    targets = out / "train.txt", out / "validation.txt"
+    existing = [str(target) for target in targets if target.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
+    cut = int(len(text) * (1 - validation_percentage / 100))
+    out.mkdir(parents=True, exist_ok=True)
+    targets[0].write_text(text[:cut], encoding="utf-8")
+    targets[1].write_text(text[cut:], encoding="utf-8")
+    return targets
 
 
 def pack_dataset(dataset: Dataset, tokenizer, block_size: int, text_column: str = "text", num_proc=None) -> Dataset:
@@ -131,26 +92,16 @@ def pack_dataset(dataset: Dataset, tokenizer, block_size: int, text_column: str 
 
 
 def read_sft_jsonl(path) -> list[list[dict]]:
-    """Read an SFT JSONL file into conversations (lists of {"role", "content"}), naming file:line on bad rows.
+    """Read an SFT file (JSONL, JSON, CSV/TSV or Parquet) into conversations (lists of {"role", "content"}).
 
     A row holds either `messages` (chat style, roles system/user/assistant) or `instruction`, optional `input`,
-    and `output` (Alpaca style, rendered as one user turn and one assistant turn).
+    and `output` (Alpaca style, rendered as one user turn and one assistant turn). Bad rows name file and line.
     读取 SFT 数据（instruction/input/output 或 messages），坏行报告文件名与行号。
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"SFT file not found: {path}")
     conversations = []
-    with path.open(encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
-            conversations.append(row_to_messages(row, where))
+    for file, records in load_records(path):
+        for index, row in enumerate(records):
+            conversations.append(row_to_messages(row, line_of_record(file, index)))
     if not conversations:
         raise ValueError(f"empty SFT file: {path} holds no rows")
     return conversations
@@ -160,7 +111,7 @@ def row_to_messages(row, where: str = "row") -> list[dict]:
     """One SFT record as chat messages; raises ValueError naming `where` when the needed fields are missing."""
     if not isinstance(row, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-    if "messages" in row:
+    if row.get("messages") is not None:
         messages = row["messages"]
         if not isinstance(messages, list) or not messages:
             raise ValueError(f"{where}: 'messages' must be a non-empty list")
@@ -176,7 +127,7 @@ def row_to_messages(row, where: str = "row") -> list[dict]:
     if missing:
         raise ValueError(
             f"{where}: row needs 'messages' or non-empty 'instruction' and 'output'; missing {missing} "
-            f"(found fields: {sorted(row)})"
+            f"(found fields: {sorted(k for k, v in row.items() if v is not None)})"
         )
     extra = row.get("input") or ""
     if not isinstance(extra, str):
@@ -270,13 +221,12 @@ def load_classification_csv(files: dict[str, str], text_column="text", label_col
     is outside the set raises ValueError naming the file and line.
     读取 text,label 格式的 CSV；标签不在标签集合中时报告文件和行号。
     """
-    _check_files(list(files.values()))
     data = DatasetDict()
     for split, file in files.items():
-        loaded = datasets.load_dataset("csv", data_files=[file], split="train")
+        [(_, loaded)] = load_records(file)
         for column in (text_column, label_column):
             if column not in loaded.column_names:
-                raise ValueError(f"{file}:1: no column {column!r} in the header (columns: {loaded.column_names})")
+                raise ValueError(f"{file}:1: no column {column!r} (columns: {loaded.column_names})")
         loaded = loaded.cast_column(label_column, datasets.Value("string"))
         if len(loaded) == 0:
             raise ValueError(f"empty corpus: {file} has a header but no rows")
@@ -290,11 +240,11 @@ def load_classification_csv(files: dict[str, str], text_column="text", label_col
         for index, (text, label) in enumerate(zip(data[split][text_column], data[split][label_column])):
             if label not in label_set:
                 raise ValueError(
-                    f"{file}:{index + 2}: label {label!r} is outside the label set {label_names} "
-                    "(line numbers count the header as line 1)"
+                    f"{line_of_record(file, index)}: label {label!r} is outside the label set {label_names} "
+                    "(line numbers count a CSV header as line 1)"
                 )
             if text is None or not str(text).strip():
-                raise ValueError(f"{file}:{index + 2}: empty {text_column!r}")
+                raise ValueError(f"{line_of_record(file, index)}: empty {text_column!r}")
     label_to_id = {name: i for i, name in enumerate(label_names)}
     data = data.map(
         lambda batch: {"label": [label_to_id[label] for label in batch[label_column]]},

@@ -20,24 +20,46 @@ from .pretrain import run_pretrain
 from .sft import chat, run_sft
 from .synthetic import instruction_followed, make_instruction_checks, make_instruction_data, make_story_corpus
 
-DEMO_MARKER = ".scratchformers_demo"
+DEMO_MANIFEST = ".scratchformers_demo"  # the entries an earlier demo wrote here, one per line
+DEMO_ENTRIES = ("data", "tokenizer", "pretrained", "sft", "demo_results.json")
 # Small enough to train in well under a minute on 2 free CPU cores, big enough to learn the grammar.
 DEMO_MODEL = "num_hidden_layers=3,hidden_size=96,num_attention_heads=4,max_position_embeddings=128"
 
 
 def prepare_demo_dir(output_dir: str, overwrite: bool) -> Path:
-    """A previous demo's folder (marked) is replaced; any other non-empty folder needs --overwrite."""
-    path = Path(output_dir)
-    if path.exists() and any(path.iterdir()):
-        if (path / DEMO_MARKER).is_file():
-            shutil.rmtree(path)
-        elif not overwrite:
+    """Make `output_dir` ready for the demo, deleting only what an earlier demo wrote there (its manifest).
+
+    The current folder, a parent of it, the home folder and the root are refused; a folder holding anything the
+    demo did not write needs `--overwrite` (which writes the demo's entries beside the other files, never deletes
+    them).
+    演示只删除自己以前写入的内容（见清单文件），从不删除当前目录、其上级目录、主目录或根目录。
+    """
+    path = Path(output_dir).expanduser()
+    resolved, cwd, home = path.resolve(), Path.cwd().resolve(), Path.home().resolve()
+    if resolved == cwd or resolved in cwd.parents or resolved == home or resolved == Path(resolved.anchor):
+        raise ValueError(
+            f"--output_dir {output_dir} is the current folder, one of its parents, the home folder or the root; "
+            "the demo writes (and on a re-run replaces) several folders, so give it its own, e.g. demo_output"
+        )
+    manifest = path / DEMO_MANIFEST
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"--output_dir {path} exists and is not a folder")
+    if path.is_dir():
+        ours = set(manifest.read_text().split()) if manifest.is_file() else set()
+        others = sorted(p.name for p in path.iterdir() if p.name not in ours | {DEMO_MANIFEST})
+        if others and not overwrite:
             raise FileExistsError(
-                f"{path} already exists and was not made by `scratchformers demo`; "
-                "pass --overwrite to write into it anyway, or choose another --output_dir"
+                f"{path} holds files that were not made by `scratchformers demo` ({', '.join(others[:5])}); "
+                "pass --overwrite to write the demo beside them, or choose another --output_dir"
             )
+        for name in ours & set(DEMO_ENTRIES):  # an earlier demo's results are replaced, nothing else
+            target = path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
     path.mkdir(parents=True, exist_ok=True)
-    (path / DEMO_MARKER).write_text("made by `scratchformers demo`; re-running the demo replaces this folder\n")
+    manifest.write_text("\n".join(DEMO_ENTRIES) + "\n")
     return path
 
 
@@ -154,7 +176,9 @@ def run_demo(args: DemoArguments) -> dict:
     for task, (ok, total) in followed.items():
         print(f"   instructions followed ({task}, greedy, fresh prompts): {ok}/{total}")
     print(f"   total time {runtime:.0f} s; results in {out}/ (pretrained/, sft/, loss_curve.png, TensorBoard runs/)")
-    print(f'   try: scratchformers generate --model_name_or_path {out / "sft"} --chat --prompt "Count from 2 to 6."')
+    # the score above decodes greedily; sampling (generate's default) may wander off a small model's best answer
+    print(f'   try: scratchformers generate --model_name_or_path {out / "sft"} --chat --do_sample false '
+          f'--prompt "Count from 2 to 6."')
     result = {
         "pretrain_eval_loss": val_loss,
         "sft_eval_loss": sft_metrics.get("eval_loss"),

@@ -9,24 +9,30 @@ from transformers import TrainingArguments, default_data_collator, set_seed
 
 from ..tokenization_scratch import load_tokenizer, train_tokenizer
 from .arguments import ModelArguments, PretrainDataArguments
+from .budget import TimeBudget, parse_duration
 from .common import (
     ScratchTrainer,
     build_causal_lm,
     check_output_dir,
     final_eval_metrics,
+    nats_per_character,
     no_eval_without_data,
+    parse_reference_point,
     plot_loss_curve,
+    plot_loss_vs_time,
     resolve_checkpoint,
     sample_texts,
     write_json,
 )
-from .data import load_text_dataset, pack_dataset
+from ..corpus import load_texts
+from .data import pack_dataset
 
 logger = logging.getLogger(__name__)
 
 
-def get_tokenizer(model_args: ModelArguments, train_files, text_column, training_args, resume_from=None):
-    """The tokenizer: the given folder, else the model's, else the checkpoint's, else train one (rank 0 first)."""
+def get_tokenizer(model_args: ModelArguments, raw_train, training_args, resume_from=None):
+    """The tokenizer: the given folder, else the model's, else the checkpoint's, else one trained (rank 0 first) on
+    exactly the documents the model will be trained on."""
     source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or resume_from
     if source:
         return load_tokenizer(source)
@@ -34,7 +40,7 @@ def get_tokenizer(model_args: ModelArguments, train_files, text_column, training
     with training_args.main_process_first(desc="training the tokenizer"):
         if training_args.process_index == 0:
             tokenizer = train_tokenizer(
-                [Path(f) for f in train_files], vocab_size=model_args.vocab_size, text_column=text_column, show_progress=True
+                raw_train, vocab_size=model_args.vocab_size, show_progress=True, tokenizer_type=model_args.tokenizer_type
             )
             tokenizer.save_pretrained(output_dir)
         else:
@@ -52,24 +58,29 @@ def run_pretrain(
     """Pretrain a GPT or LLaMA2 model from scratch (or continue one) with the HF `Trainer`.
 
     Saves the model and tokenizer to `output_dir` (loadable by `AutoModelForCausalLM` and `pipeline`), plus
-    `loss_curve.png`, TensorBoard logs (`report_to tensorboard`) and `all_results.json`; returns the final metrics.
-    用 HF Trainer 从零预训练（或继续训练）GPT / LLaMA2；保存模型、分词器、损失曲线和 TensorBoard 日志。
+    `loss_curve.png`, TensorBoard logs (`report_to tensorboard`), `samples.txt` and `all_results.json`; returns the
+    final metrics. With validation text, the final metrics include `eval_nats_per_char` (the whole validation text
+    scored in windows of the model's context, comparable across tokenizers). With `data_args.time_budget`, training
+    stops when the budget is spent, the learning rate follows the time, and `loss_vs_time.png` is drawn.
+    用 HF Trainer 从零预训练（或继续训练）GPT / LLaMA2；可按时间预算训练；保存模型、分词器、损失曲线和 TensorBoard 日志。
     """
+    budget = TimeBudget(parse_duration(data_args.time_budget)) if data_args.time_budget else None
+    references = [parse_reference_point(text) for text in data_args.reference_points]
     resume = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     if training_args.process_index == 0:
         check_output_dir(training_args.output_dir, data_args.overwrite, resume)
     set_seed(training_args.seed)
 
-    raw_train = load_text_dataset(data_args.train_files, data_args.text_column, data_args.split_by)
+    raw_train = load_texts(data_args.train_files, data_args.text_column, data_args.split_by)
     if data_args.validation_files:
-        raw_eval = load_text_dataset(data_args.validation_files, data_args.text_column, data_args.split_by)
+        raw_eval = load_texts(data_args.validation_files, data_args.text_column, data_args.split_by)
     elif data_args.validation_split_percentage > 0 and len(raw_train) > 1:
         split = raw_train.train_test_split(test_size=data_args.validation_split_percentage / 100, seed=training_args.seed)
         raw_train, raw_eval = split["train"], split["test"]
     else:
         raw_eval = None
 
-    tokenizer = get_tokenizer(model_args, data_args.train_files, data_args.text_column, training_args, resume)
+    tokenizer = get_tokenizer(model_args, raw_train, training_args, resume)
     model = build_causal_lm(
         model_args.model_name_or_path,
         model_args.preset,
@@ -83,6 +94,8 @@ def run_pretrain(
         eval_dataset = None
         if raw_eval is not None:
             eval_dataset = pack_dataset(raw_eval, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
+            if data_args.max_eval_samples is not None and data_args.max_eval_samples < len(eval_dataset):
+                eval_dataset = eval_dataset.select(range(data_args.max_eval_samples))
 
     n_params = sum(p.numel() for p in model.parameters())
     if verbose and training_args.process_index == 0:
@@ -100,6 +113,8 @@ def run_pretrain(
         processing_class=tokenizer,
         data_collator=default_data_collator,
         callbacks=callbacks,
+        time_budget=budget,
+        use_muon=data_args.use_muon,
     )
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
@@ -109,21 +124,53 @@ def run_pretrain(
         "num_parameters": n_params,
         "global_step": trainer.state.global_step,
     }
+    if budget is not None:
+        metrics.update(
+            time_budget_seconds=budget.seconds,
+            train_wall_seconds=round(budget.elapsed(), 2),
+            final_learning_rate=trainer.lr_scheduler.get_last_lr()[0],
+        )
     metrics.update(final_eval_metrics(trainer))
+    output_dir = Path(training_args.output_dir)
+    if raw_eval is not None and trainer.is_world_process_zero():
+        scored = nats_per_character(trainer.model, tokenizer, raw_eval["text"])
+        metrics.update({f"eval_{key}": value for key, value in scored.items()})
     if trainer.is_world_process_zero():
         trainer.save_state()
-        write_json(Path(training_args.output_dir) / "all_results.json", metrics)
-        plot_loss_curve(trainer.state.log_history, Path(training_args.output_dir) / "loss_curve.png", "pretraining")
+        write_json(output_dir / "all_results.json", metrics)
+        plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", "pretraining")
+        if budget is not None and raw_eval is not None:
+            chars_per_token = metrics["eval_characters"] / metrics["eval_tokens"]
+            history = trainer.state.log_history + [
+                {"elapsed_seconds": metrics["train_wall_seconds"], "eval_loss": metrics["eval_nats_per_token"]}
+            ]
+            plot_loss_vs_time(history, output_dir / "loss_vs_time.png", chars_per_token, references, "pretraining")
+        samples = sample_texts(
+            trainer.model, tokenizer, data_args.sample_prompts, data_args.sample_max_new_tokens, training_args.seed
+        )
+        if data_args.sample_max_chars:
+            samples = [text[: data_args.sample_max_chars] for text in samples]
+        (output_dir / "samples.txt").write_text(
+            "".join(f"--- prompt {prompt!r}\n{text}\n\n" for prompt, text in zip(data_args.sample_prompts, samples)),
+            encoding="utf-8",
+        )
         if verbose:
+            if budget is not None:
+                print(
+                    f"[pretrain] trained {metrics['train_wall_seconds']:.0f} s of a {budget.seconds:.0f} s budget: "
+                    f"{metrics['global_step']} steps"
+                )
             if "eval_loss" in metrics:
                 print(
                     f"[pretrain] validation loss {metrics['eval_loss']:.4f} nats/token "
                     f"(perplexity {metrics['eval_perplexity']:.2f})"
                 )
-            samples = sample_texts(
-                trainer.model, tokenizer, data_args.sample_prompts, data_args.sample_max_new_tokens, training_args.seed
-            )
+            if "eval_nats_per_char" in metrics:
+                print(
+                    f"[pretrain] whole validation text: {metrics['eval_nats_per_char']:.4f} nats/char "
+                    f"({metrics['eval_characters']:,} characters, context {metrics['eval_context']})"
+                )
             for prompt, text in zip(data_args.sample_prompts, samples):
                 print(f"[pretrain] sample (prompt {prompt!r}):\n{text}\n")
-            print(f"[pretrain] model, tokenizer and loss_curve.png saved to {training_args.output_dir}")
+            print(f"[pretrain] model, tokenizer, samples.txt and loss curves saved to {training_args.output_dir}")
     return metrics

@@ -5,34 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 
+from ..generation import chat_stop_token_ids, generate_texts
 from ..tokenization_scratch import load_tokenizer
 from .arguments import SFTArguments
-from .common import ScratchTrainer, check_model_fits, check_output_dir, final_eval_metrics, no_eval_without_data, plot_loss_curve, resolve_checkpoint, write_json
+from .common import (
+    ScratchTrainer,
+    check_model_fits,
+    check_output_dir,
+    final_eval_metrics,
+    load_pretrained,
+    no_eval_without_data,
+    plot_loss_curve,
+    resolve_checkpoint,
+    write_json,
+)
 from .data import SFTCollator, build_sft_dataset, read_sft_jsonl
 
 
-@torch.no_grad()
 def chat(model, tokenizer, user_message: str, max_new_tokens: int = 80, streamer=None, **generate_kwargs) -> str:
-    """Answer one user message through the chat template; returns the assistant's reply."""
-    messages = [{"role": "user", "content": user_message}]
-    encoded = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-    )
-    input_ids = encoded["input_ids"].to(model.device)  # (1, T)
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    """Answer one user message through the chat template (greedy unless told); returns the assistant's reply."""
     generate_kwargs = {"do_sample": False, **generate_kwargs}
-    out = model.generate(
-        input_ids,
-        attention_mask=torch.ones_like(input_ids),
-        max_new_tokens=max_new_tokens,
-        eos_token_id=[im_end, tokenizer.eos_token_id],
-        pad_token_id=tokenizer.pad_token_id,
-        streamer=streamer,
-        **generate_kwargs,
-    )  # (1, T + new)
-    return tokenizer.decode(out[0, input_ids.shape[1] :], skip_special_tokens=True).strip()
+    answer = generate_texts(model, tokenizer, user_message, max_new_tokens, chat=True, streamer=streamer, **generate_kwargs)
+    return answer[0].strip()
 
 
 def run_sft(args: SFTArguments, training_args: TrainingArguments, callbacks=None, verbose: bool = True) -> dict:
@@ -51,11 +47,14 @@ def run_sft(args: SFTArguments, training_args: TrainingArguments, callbacks=None
         check_output_dir(training_args.output_dir, args.overwrite, resume)
     set_seed(training_args.seed)
 
+    model = load_pretrained(args.model_name_or_path)
     tokenizer = load_tokenizer(args.model_name_or_path)
-    if not Path(args.model_name_or_path, "config.json").is_file():
-        raise FileNotFoundError(f"no model in {args.model_name_or_path}: config.json is missing")
-    model = AutoModelForCausalLM.from_pretrained(args.model_name_or_path)
+    if args.max_length is None:
+        args.max_length = model.config.max_position_embeddings  # the longest sample the model can read
     check_model_fits(model.config, tokenizer, args.max_length)
+    # the tuned model answers in the chat template: generate() stops at the end of its turn, not only at EOS
+    model.generation_config.eos_token_id = chat_stop_token_ids(tokenizer)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
 
     train_conversations = read_sft_jsonl(args.train_file)
     if args.validation_file:
