@@ -11,6 +11,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["scratchformers", "scratchformers.*", "hub_scripts", "hub_scripts.*"]),
+    package_data={"hub_scripts": ["templates/*.j2"]},
     install_requires=[
         "torch>=2.4",
         "transformers>=5.24,<6",

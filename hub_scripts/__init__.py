@@ -4,7 +4,7 @@
 - `build_model_card`: a bilingual card filled from the training run's own records
 - `convert_folder` and the per-format converters in `convert_gpt2`, `convert_llama`, `convert_meta_llama`
 
-Names are imported on first use, so `hub_scripts.cli` (and `scratchformers --help`) start without loading torch.
+Names are imported on first use: `hub_scripts.cli` (its argument parsers) imports no torch itself.
 """
 
 import importlib

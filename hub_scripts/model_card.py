@@ -17,6 +17,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ._io import read_config, read_json, safetensors_parameter_count
 
 RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json")
+TEMPLATE = Path(__file__).with_name("templates") / "model_card.md.j2"
+ADAPTER_TEMPLATE = TEMPLATE.with_name("adapter_card.md.j2")
 # TrainingArguments fields worth showing, in display order
 SETTINGS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
             "gradient_accumulation_steps", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay",
@@ -130,6 +132,8 @@ def read_run_records(folder, record=None) -> RunRecords:
             results = read_json(folder / name)
             records.sources.append(name)
             records.evaluation.update({k: v for k, v in results.items() if _is_quality_metric(k, v)})
+            if isinstance(results.get("base_model"), str):  # written by the SFT job: the model it was tuned from
+                records.base_model = results["base_model"]
             records.progress.update({k: v for k, v in results.items()
                                      if k.startswith("train_") and isinstance(v, (int, float))})
 
@@ -168,55 +172,178 @@ def _fmt(value):
     return str(value)
 
 
-def _architecture(config: dict, parameters: int | None) -> list[tuple[str, str, str]]:
-    """(English label, 中文标签, value) rows from config.json."""
+# Every key a card shows, with its English and Chinese label.
+LABELS = {
+    "family": ("Family", "模型结构"),
+    "parameters": ("Parameters (stored)", "参数量（实际存储）"),
+    "num_hidden_layers": ("Layers", "层数"),
+    "hidden_size": ("Hidden size", "隐藏维度"),
+    "num_attention_heads": ("Attention heads", "注意力头数"),
+    "num_key_value_heads": ("Key/value heads", "键值头数（GQA）"),
+    "intermediate_size": ("MLP size", "前馈层维度"),
+    "vocab_size": ("Vocabulary", "词表大小"),
+    "max_position_embeddings": ("Context length", "上下文长度"),
+    "rope_theta": ("RoPE theta", "RoPE 基数"),
+    "tie_word_embeddings": ("Tied embeddings", "共享输入输出嵌入"),
+    "dtype": ("Weights dtype", "权重精度"),
+    "learning_rate": ("Learning rate", "学习率"),
+    "num_train_epochs": ("Epochs", "训练轮数"),
+    "max_steps": ("Maximum steps", "最大步数"),
+    "per_device_train_batch_size": ("Batch size per device", "每设备批大小"),
+    "gradient_accumulation_steps": ("Gradient accumulation steps", "梯度累积步数"),
+    "lr_scheduler_type": ("Learning-rate schedule", "学习率调度"),
+    "warmup_steps": ("Warmup steps", "预热步数"),
+    "warmup_ratio": ("Warmup (fraction of training)", "预热比例（占训练的比例）"),
+    "weight_decay": ("Weight decay", "权重衰减"),
+    "max_grad_norm": ("Gradient clipping (max norm)", "梯度裁剪（最大范数）"),
+    "optim": ("Optimizer", "优化器"),
+    "bf16": ("bf16", "bf16"),
+    "fp16": ("fp16", "fp16"),
+    "seed": ("Seed", "随机种子"),
+    "preset": ("Preset", "预设"),
+    "block_size": ("Block length (tokens)", "块长度（token）"),
+    "tokenizer_type": ("Tokenizer type", "分词器类型"),
+    "time_budget": ("Time budget", "时间预算"),
+    "use_muon": ("Muon optimizer", "Muon 优化器"),
+    "global_step": ("Steps completed", "完成步数"),
+    "epoch": ("Epochs completed", "完成轮数"),
+    "train_batch_size": ("Batch size", "批大小"),
+    "final_train_loss": ("Last logged training loss (nats/token)", "最后记录的训练损失（nats/token）"),
+    "train_loss": ("Mean training loss (nats/token)", "平均训练损失（nats/token）"),
+    "train_loss_since_resume": ("Mean training loss since the resume (nats/token)", "续训以来的平均训练损失（nats/token）"),
+    "resumed_from_step": ("Resumed from step", "从第几步续训"),
+    "train_runtime": ("Training time (s)", "训练耗时（秒）"),
+    "train_samples_per_second": ("Samples per second", "每秒样本数"),
+    "train_steps_per_second": ("Steps per second", "每秒步数"),
+    "time_budget_seconds": ("Time budget (s)", "时间预算（秒）"),
+    "train_wall_seconds": ("Training wall-clock (s)", "训练墙钟时间（秒）"),
+    "eval_loss": ("Validation loss (nats/token)", "验证集损失（nats/token）"),
+    "eval_perplexity": ("Validation perplexity", "验证集困惑度"),
+    "eval_nats_per_char": ("Validation loss (nats/character)", "验证集损失（nats/字符）"),
+    "eval_accuracy": ("Validation accuracy", "验证集准确率"),
+    "test_accuracy": ("Test accuracy", "测试集准确率"),
+}
+
+
+def _rows(values: dict, known_only: bool = False) -> list[dict]:
+    """Table rows labelled in each language (see LABELS); a key without a label (a run record's own setting) is
+    shown as `key` in both, unless `known_only`. A warmup given as a fraction of the run (TrainingArguments takes
+    warmup_steps < 1 as a ratio) is labelled as one."""
     rows = []
-    llama = config.get("model_type") == "scratch_llama2"
-    family = ("LLaMA-2 style (RMSNorm, RoPE, SwiGLU, GQA)" if llama
-              else "GPT-2 style (LayerNorm, learned positions, GELU)")
-    rows.append(("Family", "模型结构", f"{family}, model_type `{config.get('model_type')}`"))
-    if parameters is not None:
-        rows.append(("Parameters (stored)", "参数量（实际存储）", _fmt(parameters)))
-    for key, en, zh in (("num_hidden_layers", "Layers", "层数"), ("hidden_size", "Hidden size", "隐藏维度"),
-                        ("num_attention_heads", "Attention heads", "注意力头数"),
-                        ("num_key_value_heads", "Key/value heads", "键值头数（GQA）"),
-                        ("intermediate_size", "MLP size", "前馈层维度"), ("vocab_size", "Vocabulary", "词表大小"),
-                        ("max_position_embeddings", "Context length", "上下文长度"),
-                        ("rope_theta", "RoPE theta", "RoPE 基数"), ("tie_word_embeddings", "Tied embeddings", "共享输入输出嵌入"),
-                        ("dtype", "Weights dtype", "权重精度")):
-        if config.get(key) is not None:
-            rows.append((en, zh, _fmt(config[key])))
+    for key, value in values.items():
+        if key == "warmup_steps" and isinstance(value, float) and 0 < value < 1:
+            key = "warmup_ratio"
+        if value is None or (known_only and key not in LABELS):
+            continue
+        label = dict(zip(("en", "zh"), LABELS[key])) if key in LABELS else {"en": f"`{key}`", "zh": f"`{key}`"}
+        rows.append({"label": label, "value": _fmt(value)})
     return rows
 
 
-def _table(rows, zh: bool) -> str:
-    header = "| 项目 | 数值 |\n|---|---|" if zh else "| Item | Value |\n|---|---|"
-    return header + "\n" + "\n".join(f"| {row[1] if zh else row[0]} | {row[2]} |" for row in rows)
+def _is_hub_id(name: str | None) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not name or Path(name).expanduser().exists() or name.startswith((".", "/", "~")):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
-_SETTING_LABELS = {
-    "learning_rate": "学习率", "num_train_epochs": "训练轮数", "max_steps": "最大步数",
-    "per_device_train_batch_size": "每设备批大小", "gradient_accumulation_steps": "梯度累积步数",
-    "lr_scheduler_type": "学习率调度", "warmup_steps": "预热步数", "warmup_ratio": "预热比例",
-    "weight_decay": "权重衰减", "max_grad_norm": "梯度裁剪", "optim": "优化器", "bf16": "bf16", "fp16": "fp16",
-    "seed": "随机种子", "global_step": "完成步数", "epoch": "完成轮数", "final_train_loss": "最终训练损失",
-    "train_runtime": "训练耗时（秒）", "train_loss": "平均训练损失", "train_samples_per_second": "每秒样本数",
-    "train_batch_size": "批大小",
-}
-_EVAL_LABELS = {"eval_loss": ("Validation loss (nats/token)", "验证集损失（nats/token）"),
-                "eval_perplexity": ("Validation perplexity", "验证集困惑度"),
-                "eval_accuracy": ("Validation accuracy", "验证集准确率")}
+def _family_line(config: dict) -> dict:
+    import scratchformers
+
+    family = scratchformers.FAMILIES.get(config.get("model_type"))
+    card = family.card if family is not None else {}
+    model_type = config.get("model_type")
+    return {lang: f"{card.get(lang, model_type)}, model_type `{model_type}`" for lang in ("en", "zh")}
+
+
+def _texts(repo_id, base_model, endpoint, classifier, chat, context, has_base_link, sources) -> dict:
+    """The card's sentences in English and 中文 (the template lays them out)."""
+    link = f"[`{base_model}`]({endpoint}/{base_model})" if has_base_link else f"`{base_model}`"
+    code = ["from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline" if classifier
+            else "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+            f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)']
+    texts = {}
+    for lang in ("en", "zh"):
+        t = (lambda en, zh: zh if lang == "zh" else en)  # noqa: E731
+        if classifier:
+            lines = code + [
+                f'model = AutoModelForSequenceClassification.from_pretrained("{repo_id}", trust_remote_code=True)',
+                'classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
+                'print(classify("' + t("What a wonderful film!", "这部电影太好看了！") + '"))']
+        else:
+            lines = code + [f'model = AutoModelForCausalLM.from_pretrained("{repo_id}", trust_remote_code=True)']
+            if chat:
+                lines += ['messages = [{"role": "user", "content": "' + t("Tell me a story.", "讲一个故事。") + '"}]',
+                          'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, '
+                          'return_tensors="pt", return_dict=True)',
+                          "# generation_config.json ends the answer at the chat template's <|im_end|>"]
+            else:
+                lines += ['inputs = tokenizer("' + t("Once upon a time", "从前") + '", return_tensors="pt")']
+            lines += ["output = model.generate(**inputs, max_new_tokens=64, do_sample=True, top_p=0.9, temperature=0.8)",
+                      'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))']
+        texts[lang] = {
+            "model_heading": t("## Model", "## 模型"),
+            "intro": t(f"`{repo_id}` is a {'text classifier' if classifier else 'causal language model'} built with "
+                       "scratchformers: models written from scratch, native to 🤗 transformers.",
+                       f"`{repo_id}` 是用 scratchformers 训练的{'文本分类模型' if classifier else '因果语言模型'}："
+                       "从零手写、原生兼容 🤗 transformers。"),
+            "fine_tuned_from": t(f"Fine-tuned from {link}.", f"在 {link} 的基础上微调。"),
+            "architecture_heading": t("### Architecture and size", "### 结构与规模"),
+            "item": t("Item", "项目"), "value": t("Value", "数值"),
+            "training_heading": t("### Training data and settings", "### 训练数据与设置"),
+            "data": t("Data: ", "数据："),
+            "no_data": t("The run records do not name the training data.", "训练记录中没有注明训练数据。"),
+            "from_records": t(f"From the run's own records ({sources}):", f"来自训练过程自己的记录（{sources}）："),
+            "no_records": t("No training record (trainer_state.json, training_args) was found with the model, so the "
+                            "training settings are not reported.",
+                            "模型目录中没有训练记录（trainer_state.json、training_args），因此不报告训练设置。"),
+            "loss_curve": t("Training loss curve", "训练损失曲线"),
+            "evaluation_heading": t("### Evaluation results", "### 评测结果"),
+            "last_evaluation": t("The last evaluation the run recorded:", "训练过程最后一次记录的评测："),
+            "no_evaluation": t("The run records hold no evaluation results, so none are reported.",
+                               "训练记录中没有评测结果，因此不报告。"),
+            "usage_heading": t("### How to load and use", "### 加载与使用"),
+            "needs": t("Needs only `transformers` and `torch`; the model code ships with the weights "
+                       "(`trust_remote_code=True`).",
+                       "只需安装 `transformers` 与 `torch`；模型代码随权重一起发布（需 `trust_remote_code=True`）。"),
+            "code": "\n".join(lines),
+            "limits_heading": t("### Limits", "### 局限"),
+            "limits": [
+                t("A small model trained from scratch: its predictions are often wrong outside its training data; "
+                  "do not rely on it for decisions." if classifier else
+                  "A small model trained from scratch: expect fluent-looking but often wrong or incoherent text; do "
+                  "not rely on it for facts or decisions.",
+                  "从零训练的小模型：在训练数据以外经常判断错误，不要依赖它做决策。" if classifier else
+                  "从零训练的小模型：生成的文字可能通顺但经常错误或不连贯，不要依赖其事实或用于决策。"),
+                t("It reflects its training data, including its biases, and has no safety tuning.",
+                  "模型反映训练数据（包括其中的偏见），未经过安全对齐。"),
+                t(f"Inputs longer than {context} tokens are rejected (positions are only trained up to that length).",
+                  f"输入超过 {context} 个 token 会被拒绝（位置编码只训练到这个长度）。"),
+            ],
+        }
+    return texts
 
 
 def build_model_card(model_folder, repo_id: str, *, weights_folder=None, license: str | None = "apache-2.0",
                      language=None, datasets=None, base_model: str | None = None, record=None,
-                     has_chat_template: bool = False, loss_curve: str | None = None) -> ModelCard:
-    """A Hub model card (YAML metadata + English and 中文 sections) for the model in `model_folder`.
+                     has_chat_template: bool = False, loss_curve: str | None = None,
+                     endpoint: str | None = None) -> ModelCard:
+    """A Hub model card (YAML metadata + English and 中文 sections) for the model in `model_folder`, rendered from
+    `templates/model_card.md.j2` with `huggingface_hub.ModelCard.from_template`.
 
-    `weights_folder` is where the safetensors to count live (the staged folder; default `model_folder`).
-    Arguments override the run records; nothing is invented when both are silent.
-    根据训练记录生成中英双语模型卡；记录中没有的数字不会编造，卡片中会注明“未记录”。
+    `weights_folder` is where the safetensors to count live (the staged folder; default `model_folder`); links point
+    to `endpoint` (default: the Hub endpoint in use). Arguments override the run records; nothing is invented when
+    both are silent.
+    根据训练记录生成中英双语模型卡（Jinja 模板）；记录中没有的数字不会编造。
     """
+    from huggingface_hub import constants
+
+    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
     model_folder = Path(model_folder)
     config = read_config(weights_folder or model_folder)
     records = read_run_records(model_folder, record)
@@ -240,121 +367,59 @@ def build_model_card(model_folder, repo_id: str, *, weights_folder=None, license
                                    dataset_name=datasets[0] if datasets else "held-out validation split",
                                    metric_type=metric[0], metric_name=metric[2],
                                    metric_value=round(float(evaluation[metric[1]]), 4))]
-    tags = ["scratchformers", config.get("model_type", "custom"), task, "custom_code"]
+    base_is_hub = _is_hub_id(base_model)
     data = ModelCardData(
         license=license, language=language or None, library_name="transformers", pipeline_tag=task,
-        tags=tags, base_model=base_model, datasets=_hub_dataset_ids(datasets) or None,
+        tags=["scratchformers", config.get("model_type", "custom"), task, "custom_code"],
+        base_model=base_model if base_is_hub else None, datasets=_hub_dataset_ids(datasets) or None,
         metrics=([metric[0]] if metric[1] in evaluation else None),
         model_name=repo_id.split("/")[-1], eval_results=eval_results,
     )
-
-    architecture = _architecture(config, parameters)
-    training_rows = [(k, _SETTING_LABELS.get(k, k), _fmt(v)) for k, v in {**records.progress,
-                                                                          **records.settings}.items()]
-    eval_rows = [(*_EVAL_LABELS.get(k, (k, k)), _fmt(v)) for k, v in evaluation.items()]
-    step = records.evaluation.get("step")
-    sources = ", ".join(f"`{s}`" for s in records.sources) or None
-
-    def section(zh: bool) -> str:
-        t = (lambda en, cn: cn if zh else en)
-        lines = [t("## Model", "## 模型"), "",
-                 t(f"`{repo_id}` is a causal language model built with "
-                   f"scratchformers: models written from scratch, native to 🤗 transformers.",
-                   f"`{repo_id}` 是用 scratchformers 训练的因果语言模型：从零手写、原生兼容 🤗 transformers。"), ""]
-        if base_model:
-            lines += [t(f"Fine-tuned from [`{base_model}`](https://huggingface.co/{base_model}).",
-                        f"在 [`{base_model}`](https://huggingface.co/{base_model}) 的基础上微调。"), ""]
-        lines += [t("### Architecture and size", "### 结构与规模"), "", _table(architecture, zh), ""]
-        lines += [t("### Training data and settings", "### 训练数据与设置"), ""]
-        if datasets:
-            lines += [t("Data: ", "数据：") + ", ".join(f"`{d}`" for d in datasets), ""]
-        else:
-            lines += [t("The run records do not name the training data.", "训练记录中没有注明训练数据。"), ""]
-        if training_rows:
-            lines += [t(f"From the run's records ({sources}):", f"来自训练记录（{sources}）："), "",
-                      _table(training_rows, zh), ""]
-        if loss_curve:
-            lines += [f"![{t('Training loss curve', '训练损失曲线')}]({loss_curve})", ""]
-        if not training_rows:
-            lines += [t("No training record (trainer_state.json, training_args) was found with the model, so the "
-                        "training settings are not reported.",
-                        "模型目录中没有训练记录（trainer_state.json、training_args），因此不报告训练设置。"), ""]
-        lines += [t("### Evaluation results", "### 评测结果"), ""]
-        if eval_rows:
-            at = t(f" at step {step}", f"（第 {step} 步）") if step is not None else ""
-            lines += [t(f"Last evaluation recorded by the run{at}:", f"训练过程最后一次记录的评测{at}："), "",
-                      _table(eval_rows, zh), ""]
-        else:
-            lines += [t("The run records hold no evaluation results, so none are reported.",
-                        "训练记录中没有评测结果，因此不报告。"), ""]
-        lines += [t("### How to load and use", "### 加载与使用") if classifier else
-                  t("### How to load and generate", "### 加载与生成"), "",
-                  t("Needs only `transformers` and `torch`; the model code ships with the weights "
-                    "(`trust_remote_code=True`).",
-                    "只需安装 `transformers` 与 `torch`；模型代码随权重一起发布（需 `trust_remote_code=True`）。"), "",
-                  "```python"]
-        if classifier:
-            lines += ["from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline", "",
-                      f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
-                      f'model = AutoModelForSequenceClassification.from_pretrained("{repo_id}", '
-                      f'trust_remote_code=True)',
-                      'classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
-                      'print(classify("' + t("What a wonderful film!", "这部电影太好看了！") + '"))', "```", ""]
-        else:
-            lines += ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                      f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
-                      f'model = AutoModelForCausalLM.from_pretrained("{repo_id}", trust_remote_code=True)']
-            if has_chat_template:
-                lines += ['messages = [{"role": "user", "content": "' + t("Tell me a story.", "讲一个故事。") + '"}]',
-                          "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, "
-                          "return_tensors=\"pt\", return_dict=True)"]
-            else:
-                lines += ['inputs = tokenizer("' + t("Once upon a time", "从前") + '", return_tensors="pt")']
-            lines += ["output = model.generate(**inputs, max_new_tokens=64, do_sample=True, top_p=0.9, "
-                      "temperature=0.8)",
-                      "print(tokenizer.decode(output[0], skip_special_tokens=True))", "```", ""]
-        context = config.get("max_position_embeddings")
-        first_limit = (
-            t("- A small model trained from scratch: its predictions are often wrong outside the training data's "
-              "domain; do not rely on it for decisions.",
-              "- 从零训练的小模型：在训练数据以外的领域经常判断错误，不要依赖它做决策。") if classifier else
-            t("- A small model trained from scratch: expect fluent-looking but often wrong or incoherent text; "
-              "do not rely on it for facts or decisions.",
-              "- 从零训练的小模型：生成的文字可能通顺但经常错误或不连贯，不要依赖其事实或用于决策。"))
-        lines += [t("### Limits", "### 局限"), "", first_limit,
-                  t("- It reflects its training data, including its biases, and has no safety tuning.",
-                    "- 模型反映训练数据（包括其中的偏见），未经过安全对齐。"),
-                  t(f"- Inputs longer than {context} tokens are rejected (positions are only learned/rotated up to "
-                    f"that length).", f"- 输入超过 {context} 个 token 会被拒绝（位置编码只覆盖这个长度）。"), ""]
-        return "\n".join(lines)
-
-    notes = "".join(f"\n> Note: {note}\n" for note in records.notes)
-    content = (f"---\n{data.to_yaml()}\n---\n\n# {repo_id.split('/')[-1]}\n\n[English](#model) · [中文](#模型)\n"
-               f"{notes}\n{section(False)}\n---\n\n{section(True)}")
-    return ModelCard(content)
+    config_values = {key: config.get(key) for key in ("num_hidden_layers", "hidden_size", "num_attention_heads",
+                                                      "num_key_value_heads", "intermediate_size", "vocab_size",
+                                                      "max_position_embeddings", "tie_word_embeddings", "dtype")}
+    config_values["rope_theta"] = (config.get("rope_parameters") or {}).get("rope_theta", config.get("rope_theta"))
+    architecture = [{"label": dict(zip(("en", "zh"), LABELS["family"])), "value": _family_line(config)}]
+    architecture += _rows({"parameters": parameters, **config_values})
+    return ModelCard.from_template(
+        data,
+        template_path=TEMPLATE,
+        model_name=repo_id.split("/")[-1],
+        notes=records.notes,
+        languages=["en", "zh"],
+        text=_texts(repo_id, base_model, endpoint, classifier, has_chat_template,
+                    config.get("max_position_embeddings"), base_is_hub,
+                    ", ".join(f"`{name}`" for name in records.sources)),
+        base_model=base_model,
+        architecture=architecture,
+        datasets=datasets,
+        training=_rows({k: v for k, v in records.progress.items() if k in LABELS} | records.settings),
+        evaluation=_rows(evaluation, known_only=True),
+        loss_curve=loss_curve,
+    )
 
 
 def build_adapter_card(repo_id: str, base_model: str, adapter_config: dict, *, license=None, language=None,
-                       datasets=None, subfolder: str | None = None) -> ModelCard:
-    """A card for a PEFT LoRA adapter that names its base model (English and 中文)."""
+                       datasets=None, subfolder: str | None = None, endpoint: str | None = None) -> ModelCard:
+    """A card for a PEFT LoRA adapter that names its base model (English and 中文), from
+    `templates/adapter_card.md.j2`; links point to `endpoint` (default: the Hub endpoint in use)."""
+    from huggingface_hub import constants
+
+    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
     data = ModelCardData(license=license, language=_as_list(language) or None, library_name="peft",
                          base_model=base_model,
                          tags=["scratchformers", "lora", "peft", f"base_model:adapter:{base_model}"],
                          datasets=_hub_dataset_ids(_as_list(datasets)) or None, pipeline_tag="text-generation")
-    rank, alpha = adapter_config.get("r"), adapter_config.get("lora_alpha")
     targets = adapter_config.get("target_modules")
-    targets = ", ".join(sorted(targets)) if isinstance(targets, (list, set)) else targets
-    sub = f', subfolder="{subfolder}"' if subfolder else ""
-    code = ("```python\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-            f'base = AutoModelForCausalLM.from_pretrained("{base_model}", trust_remote_code=True)\n'
-            f'model = PeftModel.from_pretrained(base, "{repo_id}"{sub})\n'
-            f'tokenizer = AutoTokenizer.from_pretrained("{base_model}")\n```')
-    body = (f"# LoRA adapter for {base_model}\n\n"
-            f"A PEFT LoRA adapter (rank {rank}, alpha {alpha}, task {adapter_config.get('task_type')}, "
-            f"target modules: {targets}) for the base model [`{base_model}`](https://huggingface.co/{base_model}).\n\n"
-            f"{code}\n\n`model.merge_and_unload()` folds the adapter into the base weights.\n\n---\n\n"
-            f"# {base_model} 的 LoRA 适配器\n\n"
-            f"PEFT 格式的 LoRA 适配器（秩 {rank}，alpha {alpha}，任务 {adapter_config.get('task_type')}，"
-            f"目标模块：{targets}），基础模型为 [`{base_model}`](https://huggingface.co/{base_model})。加载方式同上；"
-            f"`model.merge_and_unload()` 可把适配器合并进基础权重。\n")
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    return ModelCard.from_template(
+        data,
+        template_path=ADAPTER_TEMPLATE,
+        base_model=base_model,
+        base_link=f"[`{base_model}`]({endpoint}/{base_model})",
+        repo_id=repo_id,
+        subfolder_arg=f', subfolder="{subfolder}"' if subfolder else "",
+        rank=adapter_config.get("r"),
+        alpha=adapter_config.get("lora_alpha"),
+        task_type=adapter_config.get("task_type"),
+        targets=", ".join(sorted(targets)) if isinstance(targets, (list, set)) else targets,
+    )

@@ -37,7 +37,6 @@ except ImportError:  # pragma: no cover - older huggingface_hub releases use htt
     except ImportError:
         _TransportError = ConnectionError
 NETWORK_ERRORS = (ConnectionError, TimeoutError, _TransportError)
-MODEL_TYPES = ("scratch_gpt", "scratch_llama2")
 LOSS_CURVE = "loss_curve.png"  # the plot the training jobs save; shown in the card when present
 
 
@@ -57,19 +56,32 @@ def validate_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def _model_class(config: dict):
+def _families() -> dict:
+    """The registered model families (importing scratchformers registers its own)."""
     import scratchformers
 
+    return scratchformers.FAMILIES
+
+
+def _model_class(config: dict):
+    family = _families()[config["model_type"]]
+    by_name = {cls.__name__: cls for cls in family.heads.values()}
     for name in config.get("architectures") or []:
-        if hasattr(scratchformers, name):
-            return getattr(scratchformers, name)
-    default = {"scratch_gpt": "GPTForCausalLM", "scratch_llama2": "Llama2ForCausalLM"}[config["model_type"]]
-    return getattr(scratchformers, default)
+        if name in by_name:
+            return by_name[name]
+    return family.causal_lm
+
+
+def _check_is_folder(folder: Path, what: str) -> None:
+    if folder.is_file():
+        raise ValueError(f"{what} expected, but {folder} is a file; pass the folder that holds it.")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} {folder} does not exist.")
 
 
 def stage_model_folder(folder, output, *, repo_id: str, tokenizer=None, overwrite: bool = False,
                        license: str | None = "apache-2.0", language=None, datasets=None, base_model=None,
-                       record=None) -> Path:
+                       record=None, endpoint: str | None = None) -> Path:
     """Write to `output` exactly what `push_model_folder` uploads; check that the model and tokenizer load.
 
     生成即将上传的完整目录（权重、配置、远程代码、分词器、模型卡），并检查模型与分词器都能加载。
@@ -77,12 +89,11 @@ def stage_model_folder(folder, output, *, repo_id: str, tokenizer=None, overwrit
     from transformers import AutoTokenizer
 
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Model folder {folder} does not exist.")
+    _check_is_folder(folder, "Model folder")
     if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
         raise ValueError(f"{folder} is a PEFT adapter folder; push it with `push-adapter` (push_adapter_folder).")
     try:
-        config = read_config(folder, MODEL_TYPES)
+        config = read_config(folder, tuple(_families()))
     except ValueError as error:
         raise ValueError(f"{error} Convert native checkpoints first: "
                          f"`python -m hub_scripts convert SRC DST`.") from None
@@ -114,7 +125,7 @@ def stage_model_folder(folder, output, *, repo_id: str, tokenizer=None, overwrit
             shutil.copy2(folder / LOSS_CURVE, staging / LOSS_CURVE)
         card = build_model_card(folder, repo_id, weights_folder=staging, license=license, language=language,
                                 datasets=datasets, base_model=base_model, record=record,
-                                has_chat_template=bool(tok.chat_template),
+                                has_chat_template=bool(tok.chat_template), endpoint=endpoint,
                                 loss_curve=LOSS_CURVE if (staging / LOSS_CURVE).is_file() else None)
         card.save(staging / "README.md")
     return Path(output)
@@ -122,13 +133,17 @@ def stage_model_folder(folder, output, *, repo_id: str, tokenizer=None, overwrit
 
 def stage_adapter_folder(folder, output, *, repo_id: str, subfolder: str | None = None, base_model=None,
                          overwrite: bool = False, license: str | None = "apache-2.0", language=None,
-                         datasets=None) -> Path:
+                         datasets=None, endpoint: str | None = None) -> Path:
     """Write a PEFT adapter (adapter_config.json + adapter_model.safetensors, tokenizer if any) and its card.
 
     The card names the base model: `base_model`, else REPO_ID when the adapter goes into a subfolder of the
     model's own repo, else the adapter config's `base_model_name_or_path` if it is a Hub repo id.
     """
     folder = Path(folder)
+    _check_is_folder(folder, "Adapter folder")
+    if not (folder / "adapter_config.json").is_file() and (folder / "config.json").is_file():
+        raise ValueError(f"{folder} is a model folder (config.json, no adapter_config.json); push it with `push` "
+                         "(push_model_folder).")
     adapter_config = read_json(folder / "adapter_config.json")
     if "peft_type" not in adapter_config:
         raise ValueError(f"{folder / 'adapter_config.json'} has no peft_type; is it a PEFT adapter folder?")
@@ -151,7 +166,7 @@ def stage_adapter_folder(folder, output, *, repo_id: str, subfolder: str | None 
         if has_tokenizer(folder):
             copy_tokenizer_files(folder, staging)
         build_adapter_card(repo_id, base, adapter_config, license=license, language=language, datasets=datasets,
-                           subfolder=subfolder).save(staging / "README.md")
+                           subfolder=subfolder, endpoint=endpoint).save(staging / "README.md")
     return Path(output)
 
 
@@ -194,15 +209,27 @@ def upload_staged_folder(folder, repo_id: str, *, api=None, path_in_repo: str | 
     """Create the repo (and branch) if needed and upload `folder` in one commit; returns the `CommitInfo`."""
     endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
     api = api if api is not None else HfApi(endpoint=endpoint, token=token)
+    existed = _call("looking up the repo", repo_id, endpoint, api.repo_exists, repo_id=repo_id, repo_type="model")
     _call("creating the repo", repo_id, endpoint, api.create_repo, repo_id=repo_id, repo_type="model",
           private=private or None, exist_ok=True)
-    if revision and revision != "main":
-        _call(f"creating branch {revision!r}", repo_id, endpoint, api.create_branch, repo_id=repo_id,
-              repo_type="model", branch=revision, exist_ok=True)
     target = f"{repo_id}/{path_in_repo}" if path_in_repo else repo_id
-    return _call("uploading", repo_id, endpoint, api.upload_folder, repo_id=repo_id, repo_type="model",
-                 folder_path=str(folder), path_in_repo=path_in_repo, revision=revision,
-                 commit_message=commit_message or f"Upload {target} with scratchformers")
+    try:
+        if revision and revision != "main":
+            _call(f"creating branch {revision!r}", repo_id, endpoint, api.create_branch, repo_id=repo_id,
+                  repo_type="model", branch=revision, exist_ok=True)
+        return _call("uploading", repo_id, endpoint, api.upload_folder, repo_id=repo_id, repo_type="model",
+                     folder_path=str(folder), path_in_repo=path_in_repo, revision=revision,
+                     commit_message=commit_message or f"Upload {target} with scratchformers")
+    except HubError as error:
+        if existed:
+            raise
+        try:  # the repo was created for this upload and holds nothing: remove it again
+            api.delete_repo(repo_id=repo_id, repo_type="model")
+            note = f"The empty repo {repo_id} created for this upload was deleted again."
+        except Exception as cleanup:  # noqa: BLE001 - report it, the upload error stays the one raised
+            note = (f"The repo {repo_id} was created for this upload and is still there, empty "
+                    f"(deleting it failed: {type(cleanup).__name__}); delete it or push again.")
+        raise HubError(f"{error} {note}") from None
 
 
 def _dry_run_folder(folder: Path, dry_run) -> Path:
@@ -245,7 +272,7 @@ def push_model_folder(folder, repo_id: str, *, tokenizer=None, private: bool = F
     def stage(output, overwrite_output):
         return stage_model_folder(folder, output, repo_id=repo_id, tokenizer=tokenizer, overwrite=overwrite_output,
                                   license=license, language=language, datasets=datasets, base_model=base_model,
-                                  record=record)
+                                  record=record, endpoint=endpoint)
 
     return _push(stage, folder, repo_id, private=private, revision=revision, commit_message=commit_message,
                  token=token, endpoint=endpoint, dry_run=dry_run, overwrite=overwrite, api=api)
@@ -265,7 +292,7 @@ def push_adapter_folder(folder, repo_id: str, *, subfolder: str | None = None, b
     def stage(output, overwrite_output):
         return stage_adapter_folder(folder, output, repo_id=repo_id, subfolder=subfolder, base_model=base_model,
                                     overwrite=overwrite_output, license=license, language=language,
-                                    datasets=datasets)
+                                    datasets=datasets, endpoint=endpoint)
 
     return _push(stage, folder, repo_id, path_in_repo=subfolder, private=private, revision=revision,
                  commit_message=commit_message, token=token, endpoint=endpoint, dry_run=dry_run,

@@ -1,22 +1,17 @@
 """scratchformers: GPT-2 and LLaMA-2 style language models written from scratch, native to Hugging Face tools.
 
-Importing the package registers both families with the transformers Auto classes (`AutoConfig`, `AutoModel`,
-`AutoModelForCausalLM`, `AutoModelForSequenceClassification`, `AutoModelForTokenClassification`,
-`AutoModelForQuestionAnswering`) and marks them for remote code, so every `save_pretrained` folder also loads with
-`trust_remote_code=True` where scratchformers is not installed.
+Importing the package registers both families (`scratchformers.families`) with the transformers Auto classes
+(`AutoConfig`, `AutoModel`, `AutoModelForCausalLM`, `AutoModelForSequenceClassification`,
+`AutoModelForTokenClassification`, `AutoModelForQuestionAnswering`), with PEFT's default LoRA targets, and for remote
+code, so every `save_pretrained` folder also loads with `trust_remote_code=True` where scratchformers is not installed.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-)
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+from . import conversion
 from .configuration_gpt import GPT_PRESETS, GPTConfig
 from .configuration_llama2 import LLAMA2_PRESETS, Llama2Config
+from .families import FAMILIES, ModelFamily, family_of, register_family
 from .modeling_gpt import (
     GPTForCausalLM,
     GPTForQuestionAnswering,
@@ -37,24 +32,37 @@ from .utils import PRESETS, config_from_preset, count_parameters
 
 __version__ = "0.1.0"
 
-_AUTO_CLASSES = (
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    AutoModelForQuestionAnswering,
-)
-for _config, _heads in (
-    (GPTConfig, (GPTModel, GPTForCausalLM, GPTForSequenceClassification, GPTForTokenClassification,
-                 GPTForQuestionAnswering)),
-    (Llama2Config, (Llama2Model, Llama2ForCausalLM, Llama2ForSequenceClassification, Llama2ForTokenClassification,
-                    Llama2ForQuestionAnswering)),
-):
-    AutoConfig.register(_config.model_type, _config, exist_ok=True)
-    _config.register_for_auto_class()
-    for _auto, _head in zip(_AUTO_CLASSES, _heads):
-        _auto.register(_config, _head, exist_ok=True)
-        _head.register_for_auto_class(_auto.__name__)
+register_family(ModelFamily(
+    name="gpt",
+    config_class=GPTConfig,
+    heads={"AutoModel": GPTModel, "AutoModelForCausalLM": GPTForCausalLM,
+           "AutoModelForSequenceClassification": GPTForSequenceClassification,
+           "AutoModelForTokenClassification": GPTForTokenClassification,
+           "AutoModelForQuestionAnswering": GPTForQuestionAnswering},
+    native_model_type="gpt2",
+    native_causal_lm=GPT2LMHeadModel,
+    native_config_class=GPT2Config,
+    to_native=conversion.gpt_to_gpt2,
+    from_native=conversion.gpt_from_gpt2,
+    native_keys=conversion.gpt2_native_keys,
+    lora_target_modules=("c_attn", "c_proj", "c_fc"),
+    card={"en": "GPT-2 style (LayerNorm, learned positions, GELU)", "zh": "GPT-2 风格（LayerNorm、可学习位置编码、GELU）"},
+))
+register_family(ModelFamily(
+    name="llama2",
+    config_class=Llama2Config,
+    heads={"AutoModel": Llama2Model, "AutoModelForCausalLM": Llama2ForCausalLM,
+           "AutoModelForSequenceClassification": Llama2ForSequenceClassification,
+           "AutoModelForTokenClassification": Llama2ForTokenClassification,
+           "AutoModelForQuestionAnswering": Llama2ForQuestionAnswering},
+    native_model_type="llama",
+    native_causal_lm=LlamaForCausalLM,
+    native_config_class=LlamaConfig,
+    to_native=conversion.llama2_to_llama,
+    from_native=conversion.llama2_from_llama,
+    lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    card={"en": "LLaMA-2 style (RMSNorm, RoPE, SwiGLU, GQA)", "zh": "LLaMA-2 风格（RMSNorm、RoPE、SwiGLU、GQA）"},
+))
 
 __all__ = [
     "GPTConfig",
@@ -73,6 +81,10 @@ __all__ = [
     "Llama2ForSequenceClassification",
     "Llama2ForTokenClassification",
     "Llama2ForQuestionAnswering",
+    "FAMILIES",
+    "ModelFamily",
+    "family_of",
+    "register_family",
     "PRESETS",
     "config_from_preset",
     "count_parameters",

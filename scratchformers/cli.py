@@ -66,11 +66,45 @@ COMMANDS = {
 }
 
 
-def build_parser(command: str) -> HfArgumentParser:
-    """The parser of one job: its dataclasses' fields as flags, plus `--config`."""
+# The flags a job cannot run without (checked when it runs), marked in its --help.
+REQUIRED = {
+    "split-text": ("input_file", "output_dir"),
+    "train-tokenizer": ("train_files",),
+    "pretrain": ("train_files", "output_dir"),
+    "sft": ("model_name_or_path", "train_file", "output_dir"),
+    "classify": ("train_file", "output_dir"),
+    "generate": ("model_name_or_path",),
+}
+# The TrainingArguments flags --help shows; --help-all lists every one of them.
+COMMON_TRAINING_FLAGS = (
+    "output_dir", "num_train_epochs", "max_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
+    "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps",
+    "weight_decay", "adam_beta2", "max_grad_norm", "logging_steps", "eval_strategy", "eval_steps", "save_strategy",
+    "save_steps", "save_total_limit", "resume_from_checkpoint", "seed", "bf16", "activation_checkpointing",
+    "torch_compile", "report_to", "disable_tqdm",
+)
+
+
+def build_parser(command: str, show_all: bool = True) -> HfArgumentParser:
+    """The parser of one job: its dataclasses' fields as flags, plus `--config`. With `show_all=False`, the help
+    lists the job's own flags and the common training flags only (`--help-all` lists every one)."""
     description, dataclass_types, defaults = COMMANDS[command]
     parser = HfArgumentParser(dataclass_types, prog=f"scratchformers {command}", description=description)
     parser.add_argument("--config", default=None, help="YAML or JSON file of flags (command-line flags override it).")
+    parser.add_argument("--help-all", action="help", help="Show every flag, all of TrainingArguments' included.")
+    own = {f for cls in dataclass_types if cls is not TrainingArguments for f in cls.__dataclass_fields__}
+    for action in parser._actions:
+        if action.dest in REQUIRED.get(command, ()):
+            action.help = f"(required) {action.help or ''}"
+        elif not show_all and action.option_strings and action.dest not in own | set(COMMON_TRAINING_FLAGS) | {
+            "config", "help", "help_all"
+        }:
+            action.help = argparse.SUPPRESS
+    if not show_all:
+        required = " ".join(f"--{name} ..." for name in REQUIRED.get(command, ()))
+        parser.usage = f"scratchformers {command} {required} [flags] [--config FILE.yaml]".replace("  ", " ")
+        if TrainingArguments in dataclass_types:
+            parser.epilog = f"Common training flags shown; `scratchformers {command} --help-all` lists all of them."
     if defaults:
         import torch
 
@@ -86,11 +120,19 @@ def read_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
         raise FileNotFoundError(f"config file not found: {file}")
     text = file.read_text(encoding="utf-8")
     if file.suffix.lower() == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{file}:{error.lineno}: not valid JSON ({error.msg})") from None
     else:
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
+            raise ValueError(f"{where}: not valid YAML ({getattr(error, 'problem', None) or error})") from None
     data = data or {}
     if not isinstance(data, dict):
         raise ValueError(f"{file}: expected a mapping of flag names to values, got {type(data).__name__}")
@@ -103,7 +145,7 @@ def read_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
 
 def parse_command(command: str, argv: list[str]):
     """Parse a job's flags (after applying `--config`) into its dataclasses."""
-    parser = build_parser(command)
+    parser = build_parser(command, show_all="--help-all" in argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)
@@ -121,7 +163,6 @@ def _needs_output_dir(training_args: TrainingArguments, command: str) -> None:
 def _train_tokenizer(args: TokenizerArguments) -> None:
     from .corpus import load_texts
     from .tokenization_scratch import compression_report, train_tokenizer
-
     from .training.common import TOKENIZER_OUTPUTS, check_output_dir
 
     out = Path(args.output_dir)

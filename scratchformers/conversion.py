@@ -24,6 +24,15 @@ _GPT2_CONV1D_WEIGHT = re.compile(r"(^|\.)h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\
 # buffers that old GPT-2 checkpoints carry and no model needs
 _GPT2_IGNORED = re.compile(r"\.attn\.(bias|masked_bias)$")
 
+
+def gpt2_native_keys(state_dict: dict) -> dict:
+    """A native GPT-2 checkpoint's tensors as `GPT2LMHeadModel` names them: old causal-mask buffers dropped, and the
+    `transformer.` prefix added where checkpoints saved from `GPT2Model` (e.g. the original `gpt2` upload) lack it."""
+    state_dict = {key: value for key, value in state_dict.items() if not _GPT2_IGNORED.search(key)}
+    if any(key.startswith("transformer.") for key in state_dict):
+        return state_dict
+    return {(key if key.startswith("lm_head.") else f"transformer.{key}"): value for key, value in state_dict.items()}
+
 _SHARED_FIELDS = ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id", "initializer_range",
                   "tie_word_embeddings")
 
@@ -32,21 +41,13 @@ def _common(config, extra=()):
     return {name: getattr(config, name) for name in _SHARED_FIELDS + tuple(extra)}
 
 
+# GPT-2's own names of our GPT fields, from GPTConfig.attribute_map (n_ctx is a second name of n_positions)
+_GPT2_NAMES = {gpt2: ours for gpt2, ours in GPTConfig.attribute_map.items() if gpt2 != "n_ctx"}
+
+
 def gpt_config_to_gpt2(config: GPTConfig) -> GPT2Config:
     """Our `GPTConfig` as transformers' `GPT2Config` (same architecture)."""
-    return GPT2Config(
-        n_embd=config.hidden_size,
-        n_layer=config.num_hidden_layers,
-        n_head=config.num_attention_heads,
-        n_positions=config.max_position_embeddings,
-        n_inner=config.intermediate_size,
-        activation_function=config.hidden_act,
-        resid_pdrop=config.hidden_dropout,
-        embd_pdrop=config.embedding_dropout,
-        attn_pdrop=config.attention_dropout,
-        layer_norm_epsilon=config.layer_norm_eps,
-        **_common(config),
-    )
+    return GPT2Config(**{gpt2: getattr(config, ours) for gpt2, ours in _GPT2_NAMES.items()}, **_common(config))
 
 
 def gpt2_config_to_gpt(config: GPT2Config) -> GPTConfig:
@@ -60,19 +61,7 @@ def gpt2_config_to_gpt(config: GPT2Config) -> GPTConfig:
     for name, supported in unsupported.items():
         if getattr(config, name, supported) != supported:
             raise ValueError(f"GPT2Config.{name}={getattr(config, name)!r} is not supported by scratchformers' GPT.")
-    return GPTConfig(
-        hidden_size=config.n_embd,
-        num_hidden_layers=config.n_layer,
-        num_attention_heads=config.n_head,
-        max_position_embeddings=config.n_positions,
-        intermediate_size=config.n_inner,
-        hidden_act=config.activation_function,
-        hidden_dropout=config.resid_pdrop,
-        embedding_dropout=config.embd_pdrop,
-        attention_dropout=config.attn_pdrop,
-        layer_norm_eps=config.layer_norm_epsilon,
-        **_common(config),
-    )
+    return GPTConfig(**{ours: getattr(config, gpt2) for gpt2, ours in _GPT2_NAMES.items()}, **_common(config))
 
 
 def llama2_config_to_llama(config: Llama2Config) -> LlamaConfig:

@@ -26,21 +26,34 @@ import math
 import os
 import re
 from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .families import FAMILIES
+
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."
 
-# Linear layers of each family. "All linear layers except the head" gives the same list.
-DEFAULT_TARGET_MODULES = {
-    "scratch_gpt": ["c_attn", "c_proj", "c_fc"],
-    "scratch_llama2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-}
+class _DefaultTargetModules(Mapping):
+    """model type -> the family's default LoRA target modules, read from the family registry."""
+
+    def __getitem__(self, model_type):
+        return list(FAMILIES[model_type].lora_target_modules)
+
+    def __iter__(self):
+        return iter(FAMILIES)
+
+    def __len__(self):
+        return len(FAMILIES)
+
+
+# Linear layers of each family ("all linear layers except the head" gives the same list).
+DEFAULT_TARGET_MODULES = _DefaultTargetModules()
 # Heads never adapted by "all-linear": the LM head and the classification head (trained in full instead).
 HEAD_NAMES = ("lm_head", "score", "classifier")
 

@@ -125,7 +125,7 @@ class ScratchPreTrainedModel(PreTrainedModel):
         # transformers' generic task heads build their base model with `AutoModel.from_config(config)`. Loaded as
         # remote code, the config's class is a copy that nothing registered, so register this family's base for it.
         base = getattr(sys.modules[type(self).__module__], self.auto_heads.get("AutoModel", ""), None)
-        if base is not None:
+        if base is not None and base.config_class.__name__ == type(config).__name__:
             AutoModel.register(type(config), base, exist_ok=True)
 
     def post_init(self):

@@ -1,8 +1,8 @@
 """PEFT with sensible defaults for scratchformers models.
 
-PEFT guesses LoRA target modules from `config.model_type`, and it does not know "scratch_gpt" or "scratch_llama2".
-`register_peft_defaults()` teaches it (after that a bare `LoraConfig()` works), and `get_peft_lora_model` picks the
-task type from the model class and passes the targets explicitly.
+PEFT guesses LoRA target modules from `config.model_type`; registering a family (`scratchformers.families`) teaches it
+ours, so a bare `LoraConfig()` works. `get_peft_lora_model` picks the task type from the model class and passes the
+family's targets explicitly.
 """
 
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
@@ -13,7 +13,8 @@ from .lora import DEFAULT_TARGET_MODULES
 
 
 def register_peft_defaults():
-    """Add both families to PEFT's table of default LoRA target modules (idempotent)."""
+    """Add every registered family to PEFT's table of default LoRA target modules (idempotent; importing
+    scratchformers already does it)."""
     for model_type, targets in DEFAULT_TARGET_MODULES.items():
         TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.setdefault(model_type, list(targets))
 

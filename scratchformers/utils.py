@@ -5,11 +5,9 @@ from transformers import PretrainedConfig
 
 from .configuration_gpt import GPT_PRESETS, GPTConfig
 from .configuration_llama2 import LLAMA2_PRESETS, Llama2Config
-from .modeling_gpt import GPTForCausalLM
-from .modeling_llama2 import Llama2ForCausalLM
+from .families import family_of
 
 PRESETS = {**{name: GPTConfig for name in GPT_PRESETS}, **{name: Llama2Config for name in LLAMA2_PRESETS}}
-_CAUSAL_LM = {GPTConfig: GPTForCausalLM, Llama2Config: Llama2ForCausalLM}
 
 
 def config_from_preset(name: str, **overrides) -> PretrainedConfig:
@@ -30,9 +28,10 @@ def count_parameters(config: str | PretrainedConfig, exclude_embeddings: bool = 
     """
     if isinstance(config, str):
         config = config_from_preset(config)
-    model_class = _CAUSAL_LM.get(type(config))
-    if model_class is None:
-        raise ValueError(f"count_parameters expects a GPTConfig or Llama2Config, got {type(config).__name__}.")
+    try:
+        model_class = family_of(config).causal_lm
+    except ValueError:
+        raise ValueError(f"count_parameters expects the config of a registered family, got {type(config).__name__}.") from None
     with torch.device("meta"):
         model = model_class(config)
     return model.num_parameters(exclude_embeddings=exclude_embeddings)

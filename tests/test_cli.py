@@ -1,6 +1,7 @@
 """The `scratchformers` command: help of every job, config files, errors, pretrain -> generate, the demo."""
 
 import json
+import re
 
 import pytest
 
@@ -59,6 +60,19 @@ def test_every_command_has_help_listing_its_flags(capsys):
     assert all(command in top for command in COMMANDS)
 
 
+def test_help_is_short_marks_required_flags_and_help_all_lists_everything(capsys):
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    short = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help-all"])
+    full = capsys.readouterr().out
+    assert len(short.splitlines()) < 200 < len(full.splitlines())
+    assert re.search(r"--train_files .*\n?\s*\(required\)", short) and "--time_budget" in short
+    assert "--learning_rate" in short and "--dataloader_num_workers" not in short
+    assert "--dataloader_num_workers" in full and "--help-all" in short
+
+
 def test_training_arguments_come_from_a_config_file_and_flags_override_it(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("train_files: [a.txt, b.txt]\nlearning_rate: 0.01\nmax_steps: 7\nbf16: true\npreset: llama2-tiny\n")
@@ -79,6 +93,41 @@ def test_config_file_with_an_unknown_key_is_a_clear_error(tmp_path, capsys):
     config.write_text("learning_rate: 0.01\nlerning_rate: 0.02\n")
     assert main(["pretrain", "--config", str(config)]) == 2
     assert "bad.yaml: unknown keys ['lerning_rate']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("broken.yaml", "learning_rate: [0.01\nmax_steps: 3\n", r"broken.yaml:\d+: not valid YAML"),
+    ("broken.json", '{"learning_rate": 0.01,}', r"broken.json:1: not valid JSON"),
+])
+def test_a_config_file_that_does_not_parse_names_file_and_line(name, content, message, tmp_path, capsys):
+    config = tmp_path / name
+    config.write_text(content)
+    assert main(["pretrain", "--config", str(config)]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.txt", b"", r"empty corpus: .*empty.txt"),
+    ("blank.txt", b"\n \n", r"empty corpus: no non-empty text in .*blank.txt"),
+    ("bad.jsonl", b'{"text": "ok"}\n{"text": oops}\n', r"bad.jsonl:2: not valid JSON"),
+    ("latin1.txt", "ok\nd\xe9j\xe0 vu\n".encode("latin-1"), r"latin1.txt:2: not UTF-8 text"),
+    ("rows.jsonl", b'{"text": "ok"}\n{"title": "x"}\n', r"rows.jsonl:2: row has no 'text' value"),
+])
+def test_bad_pretraining_data_is_a_sentence_naming_file_and_line(name, content, message, tmp_path, capsys):
+    data = tmp_path / name
+    data.write_bytes(content)
+    code = main(["pretrain", "--train_files", str(data), "--output_dir", str(tmp_path / "out"), "--max_steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(message, err), err
+    assert "Traceback" not in err
+
+
+def test_a_typo_in_config_overrides_names_the_closest_key(corpus, tmp_path, capsys):
+    code = main(["pretrain", "--train_files", str(corpus), "--output_dir", str(tmp_path / "out"), "--max_steps", "1",
+                 "--config_overrides", "num_hiden_layers=1"])
+    assert code == 2
+    assert "unknown config key 'num_hiden_layers' (did you mean 'num_hidden_layers'?)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing written: the rerun needs no --overwrite
 
 
 def test_missing_training_file_is_a_clear_error(tmp_path, capsys):

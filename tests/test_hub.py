@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import math
 import os
 import subprocess
@@ -51,18 +52,25 @@ def _digest(folder):
 class RecordingHfApi:
     """Stands in for `huggingface_hub.HfApi`: records each call and what upload_folder would have sent."""
 
-    def __init__(self, fail_on=None, error=None):
+    def __init__(self, fail_on=None, error=None, existing=False):
         self.calls, self.uploaded = [], {}
-        self.fail_on, self.error = fail_on, error
+        self.fail_on, self.error, self.existing = fail_on, error, existing
 
     def _record(self, name, kwargs):
         self.calls.append((name, kwargs))
         if name == self.fail_on:
             raise self.error
 
+    def repo_exists(self, **kwargs):
+        self._record("repo_exists", kwargs)
+        return self.existing
+
     def create_repo(self, **kwargs):
         self._record("create_repo", kwargs)
         return f"https://hub.test/{kwargs['repo_id']}"
+
+    def delete_repo(self, **kwargs):
+        self._record("delete_repo", kwargs)
 
     def create_branch(self, **kwargs):
         self._record("create_branch", kwargs)
@@ -105,18 +113,18 @@ def test_push_creates_repo_and_branch_then_uploads_the_dry_run_folder_in_one_com
     info = push_model_folder(model_folder, "alice/tiny-llama2", api=api, token="hf_test", private=True,
                              revision="v1", commit_message="first upload")
     assert info.commit_url.endswith("/commit/0123abc")
-    assert [name for name, _ in api.calls] == ["create_repo", "create_branch", "upload_folder"]
-    assert api.calls[0][1] == dict(repo_id="alice/tiny-llama2", repo_type="model", private=True, exist_ok=True)
-    assert api.calls[1][1] == dict(repo_id="alice/tiny-llama2", repo_type="model", branch="v1", exist_ok=True)
-    upload = api.calls[2][1]
+    assert [name for name, _ in api.calls] == ["repo_exists", "create_repo", "create_branch", "upload_folder"]
+    assert api.calls[1][1] == dict(repo_id="alice/tiny-llama2", repo_type="model", private=True, exist_ok=True)
+    assert api.calls[2][1] == dict(repo_id="alice/tiny-llama2", repo_type="model", branch="v1", exist_ok=True)
+    upload = api.calls[3][1]
     assert (upload["revision"], upload["commit_message"], upload["path_in_repo"]) == ("v1", "first upload", None)
     assert api.uploaded == _digest(tmp_path / "staged")  # byte for byte what --dry-run showed
     assert not Path(upload["folder_path"]).exists()  # the temporary staging folder is gone
 
     api = RecordingHfApi()
     push_model_folder(model_folder, "alice/tiny-llama2", api=api, token="hf_test")
-    assert [name for name, _ in api.calls] == ["create_repo", "upload_folder"]  # main: no branch to create
-    assert api.calls[0][1]["private"] is None and api.calls[1][1]["revision"] is None
+    assert [name for name, _ in api.calls] == ["repo_exists", "create_repo", "upload_folder"]  # main: no branch
+    assert api.calls[1][1]["private"] is None and api.calls[2][1]["revision"] is None
 
 
 def test_endpoint_option_or_HF_ENDPOINT_and_token_reach_HfApi(model_folder, monkeypatch):
@@ -176,14 +184,30 @@ def test_model_card_metadata_parses_back_and_its_numbers_come_from_the_run_recor
     text = card.text
     assert "## Model" in text and "## 模型" in text and "### 结构与规模" in text and "### 局限" in text
     assert f"| Parameters (stored) | {GPT.model().num_parameters():,} |" in text
-    assert "| learning_rate | 0.003 |" in text and "| 学习率 | 0.003 |" in text
-    assert f"| global_step | {state['global_step']} |" in text
+    assert "| Learning rate | 0.003 |" in text and "| 学习率 | 0.003 |" in text
+    assert f"| Steps completed | {state['global_step']} |" in text and f"| 完成步数 | {state['global_step']} |" in text
     assert "`../data/en_tinyshakespeare.txt`" in text
     assert f"{all_results['eval_loss']:.4g}" in text
     assert "training_args.bin" in text  # read through torch.load(weights_only=True)
     assert "![Training loss curve](loss_curve.png)" in text and "![训练损失曲线](loss_curve.png)" in text
-    assert "| max_steps | 4 |" in text and "num_train_epochs" not in text  # max_steps ran, not the epoch count
+    assert "| Maximum steps | 4 |" in text and "| Epochs |" not in text  # max_steps ran, not the epoch count
     assert "eval_runtime" not in text
+    # every table row has a label in its language: no raw keys in English, nothing untranslated in Chinese
+    english, chinese = text.split("\n---\n")[0], text.split("\n---\n")[-1]
+    assert not re.search(r"^\| [a-z]+(_[a-z]+)+ \|", english, re.M)
+    assert not re.search(r"^\| [A-Za-z][A-Za-z _()/]+ \|", chinese.replace("| bf16 |", ""), re.M), chinese
+
+
+def test_card_labels_a_warmup_ratio_links_to_the_endpoint_in_use_and_names_an_sft_base_model(model_folder, tmp_path):
+    (model_folder / "run_record.json").write_text(json.dumps({"settings": {"warmup_steps": 0.05}}))
+    (model_folder / "all_results.json").write_text(json.dumps({"base_model": "alice/base-lm", "eval_loss": 2.0}))
+    stage_model_folder(model_folder, tmp_path / "staged", repo_id="alice/chat", endpoint="https://hub.example.org")
+    card = ModelCard.load(tmp_path / "staged" / "README.md")
+    assert "| Warmup (fraction of training) | 0.05 |" in card.text and "| 预热比例（占训练的比例） | 0.05 |" in card.text
+    assert "Warmup steps" not in card.text
+    assert card.data.base_model == "alice/base-lm"
+    assert "[`alice/base-lm`](https://hub.example.org/alice/base-lm)" in card.text
+    assert "huggingface.co" not in card.text
 
 
 def test_card_without_run_records_reports_no_numbers_and_says_so(model_folder, tmp_path):
@@ -386,7 +410,8 @@ def test_a_run_record_json_fills_datasets_language_settings_and_metrics(model_fo
     assert (card.data.datasets, card.data.language, card.data.base_model) == (["roneneldan/TinyStories"], ["en"],
                                                                               "alice/base")
     assert card.data.eval_results[0].metric_value == 7.25
-    assert "| block_size | 128 |" in card.text and "| preset | llama2-tiny |" in card.text
+    assert "| Block length (tokens) | 128 |" in card.text and "| Preset | llama2-tiny |" in card.text
+    assert "| 块长度（token） | 128 |" in card.text and "| 预设 | llama2-tiny |" in card.text
 
 
 def test_weights_that_do_not_match_the_config_are_refused_by_name_not_pushed_partially(model_folder, tmp_path):
@@ -412,3 +437,22 @@ def test_cli_push_adapter_dry_run_and_an_adapter_given_to_push_is_redirected(tmp
                      "--dry-run", "--staging-dir", str(tmp_path / "staged")]) == 0
     assert "adapter_model.safetensors" in capsys.readouterr().out
     assert ModelCard.load(tmp_path / "staged" / "README.md").data.base_model == "alice/gpt"
+
+
+def test_a_failed_first_upload_deletes_the_empty_repo_it_created(model_folder, tmp_path):
+    error = _http_error(500, {"error": "upload rejected"})
+    api = RecordingHfApi(fail_on="upload_folder", error=error)
+    with pytest.raises(HubError, match="empty repo alice/new-model created for this upload was deleted again"):
+        push_model_folder(model_folder, "alice/new-model", api=api, token="t")
+    assert [name for name, _ in api.calls][-1] == "delete_repo"
+    existing = RecordingHfApi(fail_on="upload_folder", error=error, existing=True)
+    with pytest.raises(HubError) as raised:
+        push_model_folder(model_folder, "alice/old-model", api=existing, token="t")
+    assert "delete" not in str(raised.value) and "delete_repo" not in [name for name, _ in existing.calls]
+
+
+def test_push_names_a_file_given_for_a_folder_and_sends_folders_to_the_right_command(model_folder, tmp_path):
+    with pytest.raises(ValueError, match="is a file; pass the folder that holds it"):
+        push_model_folder(model_folder / "config.json", "alice/x", dry_run=str(tmp_path / "staged"))
+    with pytest.raises(ValueError, match="is a model folder .* push it with `push`"):
+        push_adapter_folder(model_folder, "alice/x", dry_run=str(tmp_path / "staged"))

@@ -178,6 +178,10 @@ def test_resume_from_checkpoint_reproduces_the_uninterrupted_run_exactly(corpus,
     # And the run really changed the weights after the checkpoint.
     middle = load_file(full / "checkpoint-3" / "model.safetensors")
     assert not all(torch.equal(middle[k], expected[k]) for k in expected)
+    # Trainer's train_loss covers only the resumed steps: it says so
+    results = json.loads((resumed / "all_results.json").read_text())
+    assert "train_loss" not in results and results["resumed_from_step"] == 3 and results["train_loss_since_resume"] > 0
+    assert "train_loss" in json.loads((full / "all_results.json").read_text())
 
 
 def test_pretrain_llama2_with_bf16_and_activation_checkpointing(corpus, tokenizer_dir, tmp_path):
@@ -226,7 +230,11 @@ def test_accelerate_launch_two_cpu_processes_trains(corpus, tmp_path):
     metrics = json.loads((out / "all_results.json").read_text())
     assert metrics["world_size"] == 2 and metrics["global_step"] == 3
     assert math.isfinite(metrics["eval_loss"])
-    assert AutoModelForCausalLM.from_pretrained(out) is not None
+    # the saved model is the one both workers trained: the weights of the step-3 checkpoint, changed by training
+    final, checkpoint = load_file(out / "model.safetensors"), load_file(out / "checkpoint-3" / "model.safetensors")
+    assert final.keys() == checkpoint.keys() and all(torch.equal(final[k], checkpoint[k]) for k in final)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert type(model).__name__ == "GPTForCausalLM" and model.config.num_hidden_layers == 2
 
 
 def test_any_file_the_run_would_write_needs_overwrite(corpus, tokenizer_dir, tmp_path):

@@ -57,11 +57,14 @@ class TimeBudget(TrainerCallback, ExportableState):
         self.seconds = float(seconds)
         self.elapsed_before = float(elapsed_before)  # spent by earlier runs that this one resumes
         self._start = None
+        self._stopped = None  # the clock's reading when training ended
         self._step_start = None
         self._step_times: list[float] = []
 
     def elapsed(self) -> float:
-        """Training seconds spent so far, earlier runs of a resumed training included."""
+        """Training seconds spent so far (until training ended), earlier runs of a resumed training included."""
+        if self._stopped is not None:
+            return self._stopped
         return self.elapsed_before + (0.0 if self._start is None else time.perf_counter() - self._start)
 
     def expected_step_time(self) -> float:
@@ -83,7 +86,11 @@ class TimeBudget(TrainerCallback, ExportableState):
         if isinstance(saved, dict) and state.global_step > 0:  # resuming: continue the checkpoint's clock
             self.elapsed_before = float(saved.get("attributes", {}).get("elapsed_before", 0.0))
         self._start = time.perf_counter()
+        self._stopped = None
         self._step_times = []
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._stopped = self.elapsed()  # saving and the final evaluation are not training time
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_start = time.perf_counter()

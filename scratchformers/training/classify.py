@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, TrainingArguments, set_seed
+from transformers import (
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    TrainingArguments,
+)
 
 from ..tokenization_scratch import load_tokenizer
 from .arguments import ClassifyArguments
@@ -13,12 +15,10 @@ from .common import (
     ScratchTrainer,
     build_config,
     check_model_fits,
-    check_output_dir,
     load_pretrained,
     no_eval_without_data,
-    plot_loss_curve,
-    resolve_checkpoint,
-    write_json,
+    start_run,
+    train_and_save,
 )
 from .data import load_classification_csv
 
@@ -39,10 +39,7 @@ def run_classify(args: ClassifyArguments, training_args: TrainingArguments, call
     """
     if not args.train_file:
         raise ValueError("classify needs --train_file (CSV with columns text,label)")
-    resume = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    if training_args.process_index == 0:
-        check_output_dir(training_args.output_dir, args.overwrite, resume)
-    set_seed(training_args.seed)
+    resume = start_run(training_args, args.overwrite)
 
     files = {"train": args.train_file}
     if args.validation_file:
@@ -85,17 +82,15 @@ def run_classify(args: ClassifyArguments, training_args: TrainingArguments, call
         compute_metrics=accuracy,
         callbacks=callbacks,
     )
-    train_result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()
-    metrics = {**train_result.metrics, "labels": label_names, "global_step": trainer.state.global_step}
-    if "validation" in data:
-        metrics.update(trainer.evaluate())
-    if "test" in data:
-        metrics.update(trainer.evaluate(data["test"], metric_key_prefix="test"))
+
+    def evaluate(trainer):
+        metrics = trainer.evaluate() if "validation" in data else {}
+        if "test" in data:
+            metrics.update(trainer.evaluate(data["test"], metric_key_prefix="test"))
+        return metrics
+
+    metrics = train_and_save(trainer, resume, "classification", {"labels": label_names}, evaluate)
     if trainer.is_world_process_zero():
-        trainer.save_state()
-        write_json(Path(training_args.output_dir) / "all_results.json", metrics)
-        plot_loss_curve(trainer.state.log_history, Path(training_args.output_dir) / "loss_curve.png", "classification")
         if verbose:
             for split in ("eval", "test"):
                 if f"{split}_accuracy" in metrics:

@@ -18,7 +18,12 @@ from transformers.trainer_utils import IntervalStrategy
 from ..generation import generate_texts
 from ..tokenization_scratch import resolve_folder_or_repo
 from ..utils import PRESETS, config_from_preset
-from .budget import TimeBudget, TimeBudgetProgress, parse_duration, time_budget_scheduler
+from .budget import (
+    TimeBudget,
+    TimeBudgetProgress,
+    parse_duration,
+    time_budget_scheduler,
+)
 from .optim import build_muon_adamw
 
 # With a time budget the budget ends training; this step limit only keeps Trainer's bookkeeping finite.
@@ -80,6 +85,47 @@ class ScratchTrainer(Trainer):
         if self.time_budget is not None:
             logs["elapsed_seconds"] = round(self.time_budget.elapsed(), 2)  # for loss against wall-clock
         super().log(logs, *args, **kwargs)
+
+
+def start_run(training_args, overwrite: bool):
+    """What every training job does first: find the checkpoint to resume (if any), check the output folder (main
+    process), seed every generator. Returns the checkpoint path or None."""
+    from transformers import set_seed
+
+    resume = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if training_args.process_index == 0:
+        check_output_dir(training_args.output_dir, overwrite, resume)
+    set_seed(training_args.seed)
+    return resume
+
+
+def train_and_save(trainer, resume, title: str, extra_metrics: dict | None = None, evaluate=None) -> dict:
+    """What every training job does last: train, save the model, evaluate (`evaluate(trainer)` -> metrics, default the
+    validation set at the last step), write `all_results.json`, the trainer state and `loss_curve.png`.
+
+    After a resume the `train_loss` of `Trainer` covers only the resumed steps: it is reported as
+    `train_loss_since_resume`, next to `resumed_from_step`.
+    训练任务的共同收尾：训练、保存、评估、写入 all_results.json 与损失曲线。
+    """
+    start_step = 0
+    if resume:
+        start_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()
+    metrics = {**train_result.metrics}
+    if resume:
+        metrics["train_loss_since_resume"] = metrics.pop("train_loss")
+        metrics["resumed_from_step"] = start_step
+    metrics.update(
+        world_size=trainer.args.world_size, global_step=trainer.state.global_step, **(extra_metrics or {})
+    )
+    metrics.update(evaluate(trainer) if evaluate is not None else final_eval_metrics(trainer))
+    if trainer.is_world_process_zero():
+        output_dir = Path(trainer.args.output_dir)
+        trainer.save_state()
+        write_json(output_dir / "all_results.json", metrics)
+        plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", title)
+    return metrics
 
 
 def check_budget_arguments(training_args) -> None:

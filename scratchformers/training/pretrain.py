@@ -5,26 +5,26 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from transformers import TrainingArguments, default_data_collator, set_seed
+from transformers import TrainingArguments, default_data_collator
 
+from ..corpus import load_texts
 from ..tokenization_scratch import load_tokenizer, train_tokenizer
+from ..utils import config_from_preset
 from .arguments import ModelArguments, PretrainDataArguments
 from .budget import TimeBudget, parse_duration
 from .common import (
     ScratchTrainer,
     build_causal_lm,
-    check_output_dir,
     final_eval_metrics,
     nats_per_character,
     no_eval_without_data,
+    parse_config_overrides,
     parse_reference_point,
-    plot_loss_curve,
     plot_loss_vs_time,
-    resolve_checkpoint,
     sample_texts,
-    write_json,
+    start_run,
+    train_and_save,
 )
-from ..corpus import load_texts
 from .data import pack_dataset
 
 logger = logging.getLogger(__name__)
@@ -66,10 +66,9 @@ def run_pretrain(
     """
     budget = TimeBudget(parse_duration(data_args.time_budget)) if data_args.time_budget else None
     references = [parse_reference_point(text) for text in data_args.reference_points]
-    resume = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    if training_args.process_index == 0:
-        check_output_dir(training_args.output_dir, data_args.overwrite, resume)
-    set_seed(training_args.seed)
+    resume = start_run(training_args, data_args.overwrite)
+    if not model_args.model_name_or_path:  # a bad preset or override fails now, before anything is written
+        config_from_preset(model_args.preset, **parse_config_overrides(model_args.config_overrides))
 
     raw_train = load_texts(data_args.train_files, data_args.text_column, data_args.split_by)
     if data_args.validation_files:
@@ -116,29 +115,23 @@ def run_pretrain(
         time_budget=budget,
         use_muon=data_args.use_muon,
     )
-    train_result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()
-    metrics = {
-        **train_result.metrics,
-        "world_size": training_args.world_size,
-        "num_parameters": n_params,
-        "global_step": trainer.state.global_step,
-    }
-    if budget is not None:
-        metrics.update(
-            time_budget_seconds=budget.seconds,
-            train_wall_seconds=round(budget.elapsed(), 2),
-            final_learning_rate=trainer.lr_scheduler.get_last_lr()[0],
-        )
-    metrics.update(final_eval_metrics(trainer))
+
+    def evaluate(trainer):
+        metrics = final_eval_metrics(trainer)
+        if budget is not None:
+            metrics.update(
+                time_budget_seconds=budget.seconds,
+                train_wall_seconds=round(budget.elapsed(), 2),
+                final_learning_rate=trainer.lr_scheduler.get_last_lr()[0],
+            )
+        if raw_eval is not None and trainer.is_world_process_zero():
+            scored = nats_per_character(trainer.model, tokenizer, raw_eval["text"])
+            metrics.update({f"eval_{key}": value for key, value in scored.items()})
+        return metrics
+
+    metrics = train_and_save(trainer, resume, "pretraining", {"num_parameters": n_params}, evaluate)
     output_dir = Path(training_args.output_dir)
-    if raw_eval is not None and trainer.is_world_process_zero():
-        scored = nats_per_character(trainer.model, tokenizer, raw_eval["text"])
-        metrics.update({f"eval_{key}": value for key, value in scored.items()})
     if trainer.is_world_process_zero():
-        trainer.save_state()
-        write_json(output_dir / "all_results.json", metrics)
-        plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png", "pretraining")
         if budget is not None and raw_eval is not None:
             chars_per_token = metrics["eval_characters"] / metrics["eval_tokens"]
             history = trainer.state.log_history + [

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-from transformers import TrainingArguments, set_seed
+from transformers import TrainingArguments
 
 from ..generation import chat_stop_token_ids, generate_texts
 from ..tokenization_scratch import load_tokenizer
@@ -13,13 +11,10 @@ from .arguments import SFTArguments
 from .common import (
     ScratchTrainer,
     check_model_fits,
-    check_output_dir,
-    final_eval_metrics,
     load_pretrained,
     no_eval_without_data,
-    plot_loss_curve,
-    resolve_checkpoint,
-    write_json,
+    start_run,
+    train_and_save,
 )
 from .data import SFTCollator, build_sft_dataset, read_sft_jsonl
 
@@ -42,10 +37,7 @@ def run_sft(args: SFTArguments, training_args: TrainingArguments, callbacks=None
         raise ValueError("sft needs --model_name_or_path (a pretrained model folder, e.g. from `scratchformers pretrain`)")
     if not args.train_file:
         raise ValueError("sft needs --train_file (JSONL with instruction/input/output or messages)")
-    resume = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    if training_args.process_index == 0:
-        check_output_dir(training_args.output_dir, args.overwrite, resume)
-    set_seed(training_args.seed)
+    resume = start_run(training_args, args.overwrite)
 
     model = load_pretrained(args.model_name_or_path)
     tokenizer = load_tokenizer(args.model_name_or_path)
@@ -88,14 +80,8 @@ def run_sft(args: SFTArguments, training_args: TrainingArguments, callbacks=None
         data_collator=SFTCollator(tokenizer.pad_token_id),
         callbacks=callbacks,
     )
-    train_result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()
-    metrics = {**train_result.metrics, "global_step": trainer.state.global_step, "world_size": training_args.world_size}
-    metrics.update(final_eval_metrics(trainer))
+    metrics = train_and_save(trainer, resume, "SFT", {"base_model": args.model_name_or_path})
     if trainer.is_world_process_zero():
-        trainer.save_state()
-        write_json(Path(training_args.output_dir) / "all_results.json", metrics)
-        plot_loss_curve(trainer.state.log_history, Path(training_args.output_dir) / "loss_curve.png", "SFT")
         if verbose:
             if "eval_loss" in metrics:
                 print(f"[sft] validation loss on assistant tokens {metrics['eval_loss']:.4f} nats/token")
