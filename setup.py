@@ -27,7 +27,9 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100"],
+        "onnx": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.5"],
+        "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "onnx>=1.17", "onnxruntime>=1.20",
+                "onnxscript>=0.5"],
     },
     entry_points={"console_scripts": ["scratchformers=scratchformers.cli:main"]},
 )

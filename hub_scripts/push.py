@@ -27,7 +27,9 @@ from ._io import (
     read_json,
     weight_files,
 )
-from .model_card import build_adapter_card, build_model_card
+from .model_card import _as_list, _hub_dataset_ids, build_adapter_card, build_model_card
+
+ONNX_TEMPLATE = Path(__file__).with_name("templates") / "onnx_card.md.j2"
 
 try:  # the HTTP client huggingface_hub uses; its transport errors are network failures
     from httpx2 import TransportError as _TransportError
@@ -90,6 +92,9 @@ def stage_model_folder(folder, output, *, repo_id: str, tokenizer=None, overwrit
 
     folder = Path(folder)
     _check_is_folder(folder, "Model folder")
+    if (folder / "onnx" / "model.onnx").is_file():
+        return stage_onnx_folder(folder, output, repo_id=repo_id, overwrite=overwrite, license=license,
+                                 language=language, datasets=datasets)
     if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
         raise ValueError(f"{folder} is a PEFT adapter folder; push it with `push-adapter` (push_adapter_folder).")
     try:
@@ -127,6 +132,38 @@ def stage_model_folder(folder, output, *, repo_id: str, tokenizer=None, overwrit
                                 datasets=datasets, base_model=base_model, record=record,
                                 has_chat_template=bool(tok.chat_template), endpoint=endpoint,
                                 loss_curve=LOSS_CURVE if (staging / LOSS_CURVE).is_file() else None)
+        card.save(staging / "README.md")
+    return Path(output)
+
+
+def stage_onnx_folder(folder, output, *, repo_id: str, overwrite: bool = False, license: str | None = "apache-2.0",
+                      language=None, datasets=None) -> Path:
+    """Write a `scratchformers export onnx` folder (config, tokenizer, onnx/*.onnx) and a transformers.js card.
+
+    ONNX 导出目录：原样上传，并附带 transformers.js 用法的模型卡。
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    folder = Path(folder)
+    config = read_config(folder)
+    if not has_tokenizer(folder):
+        raise FileNotFoundError(f"{folder} holds no tokenizer; export again with `scratchformers export onnx`.")
+    import scratchformers
+
+    family = scratchformers.families.family_of_native(config.get("model_type"))
+    card_text = family.card if family is not None else {"en": config.get("model_type"), "zh": config.get("model_type")}
+    quantized = (folder / "onnx" / "model_quantized.onnx").is_file()
+    data = ModelCardData(license=license, language=_as_list(language) or None, library_name="transformers.js",
+                         pipeline_tag="text-generation", tags=["scratchformers", "onnx", "transformers.js"],
+                         datasets=_hub_dataset_ids(_as_list(datasets)) or None)
+    with atomic_output_folder(output, overwrite, sources=[folder]) as staging:
+        for item in folder.iterdir():
+            if item.is_file():
+                shutil.copy2(item, staging / item.name)
+        shutil.copytree(folder / "onnx", staging / "onnx")
+        card = ModelCard.from_template(data, template_path=ONNX_TEMPLATE, model_name=repo_id.split("/")[-1],
+                                       repo_id=repo_id, quantized=quantized, family_en=card_text["en"],
+                                       family_zh=card_text["zh"])
         card.save(staging / "README.md")
     return Path(output)
 

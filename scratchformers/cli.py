@@ -1,4 +1,4 @@
-"""The `scratchformers` command line: split-text, train-tokenizer, pretrain, sft, classify, generate, demo.
+"""The `scratchformers` command line: split-text, train-tokenizer, pretrain, sft, classify, generate, demo, export.
 
 Each job's flags come from dataclasses through `HfArgumentParser`, so every `TrainingArguments` field is a flag
 (`--learning_rate`, `--bf16`, `--activation_checkpointing`, ...). `--config FILE.yaml|json` reads the same keys
@@ -250,6 +250,42 @@ def run_command(command: str, parsed) -> object:
     raise ValueError(f"unknown command {command!r}")
 
 
+def _run_reporting_errors(name: str, function, *args, **kwargs) -> int:
+    """Run an export/quantize job; a bad input becomes one line on stderr and exit code 2."""
+    try:
+        function(*args, **kwargs)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"scratchformers {name}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _export_onnx(args) -> int:
+    def run():
+        from .onnx_export import export_onnx
+
+        out = export_onnx(args.model_dir, args.out_dir, overwrite=args.overwrite, quantize=not args.no_quantize)
+        print(f"exported to {out} (onnx/model.onnx{'' if args.no_quantize else ', onnx/model_quantized.onnx'}); "
+              f'run it with: node js/generate.mjs {out} "Once upon a time" --max-new-tokens 32')
+
+    return _run_reporting_errors("export onnx", run)
+
+
+def register_export_commands(subparsers) -> None:
+    """`scratchformers export onnx MODEL_DIR OUT_DIR`: run trained models outside Python."""
+    export = subparsers.add_parser("export", help="export a trained model to run outside Python (ONNX, GGUF)")
+    formats = export.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    onnx = formats.add_parser(
+        "onnx", help="ONNX with KV cache for transformers.js (Node.js, the browser) and onnxruntime",
+        description="Write OUT_DIR with config.json, generation_config.json, the tokenizer and onnx/model.onnx "
+                    "(+ onnx/model_quantized.onnx, int8): the folder layout @huggingface/transformers loads.")
+    onnx.add_argument("model_dir", help="a trained model folder (scratchformers GPT / LLaMA2, or native GPT-2 / Llama)")
+    onnx.add_argument("out_dir", help="the folder to write (refused if it exists, unless --overwrite)")
+    onnx.add_argument("--overwrite", action="store_true", help="replace OUT_DIR when it holds an earlier export")
+    onnx.add_argument("--no-quantize", "--no_quantize", action="store_true", help="skip the int8 model_quantized.onnx")
+    onnx.set_defaults(func=_export_onnx)
+
+
 def build_main_parser() -> argparse.ArgumentParser:
     """The top-level parser: lists the jobs; each job parses its own flags (see `build_parser`)."""
     parser = argparse.ArgumentParser(prog="scratchformers", description=__doc__,
@@ -257,6 +293,7 @@ def build_main_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (description, _, _) in COMMANDS.items():
         subparsers.add_parser(name, help=description, add_help=False)
+    register_export_commands(subparsers)
     try:  # Hub jobs (push, pull, ...) live in hub_scripts; a missing module is fine, a broken one is not hidden.
         from hub_scripts import cli as hub_cli
     except ModuleNotFoundError as error:

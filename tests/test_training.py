@@ -263,3 +263,29 @@ def test_overwrite_clears_the_earlier_runs_checkpoints_so_resume_last_finds_this
     run_tiny(corpus, tokenizer_dir, out, max_steps=4, save_steps=4, eval_steps=4)  # --overwrite: checkpoint-4 only
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]
     assert resolve_checkpoint("last", str(out)) == str(out / "checkpoint-4")
+
+
+def test_random_windows_are_slices_of_the_stream_that_move_every_epoch(tokenizer_dir):
+    from datasets import Dataset
+
+    from scratchformers.training.data import EpochToDataset, RandomWindows
+
+    stream = list(range(100, 148))  # 6 blocks of 8 tokens
+    blocks = Dataset.from_dict({"input_ids": [stream[i:i + 8] for i in range(0, 48, 8)],
+                                "labels": [stream[i:i + 8] for i in range(0, 48, 8)]})
+    windows = RandomWindows(blocks, 8, seed=3)
+    assert len(windows) == 5
+    starts = {}
+    for epoch in range(4):
+        EpochToDataset(windows).on_epoch_begin(None, type("S", (), {"epoch": epoch + 0.0})(), None)
+        for i in range(len(windows)):
+            item = windows[i]
+            first = int(item["input_ids"][0]) - 100
+            assert item["input_ids"].tolist() == stream[first:first + 8] and 8 * i <= first < 8 * (i + 1)
+            assert torch.equal(item["labels"], item["input_ids"])
+            starts.setdefault(epoch, []).append(first)
+    assert len({tuple(s) for s in starts.values()}) == 4  # every epoch cuts elsewhere
+    windows.set_epoch(2)
+    assert [int(windows[i]["input_ids"][0]) - 100 for i in range(5)] == starts[2]  # deterministic: resume-safe
+    with pytest.raises(ValueError, match="at least two blocks"):
+        RandomWindows(blocks.select([0]), 8)

@@ -79,6 +79,14 @@ class PretrainDataArguments:
         default="paragraph", metadata={"help": "Documents of .txt files: 'paragraph' (blank line), 'line', 'document'."}
     )
     block_size: int = field(default=256, metadata={"help": "Tokens per training block (<= model positions)."})
+    window_sampling: str = field(
+        default="random",
+        metadata={
+            "help": "'random': each epoch cuts the token stream into windows at new random offsets (less overfitting "
+            "over many epochs); 'fixed': the same blocks every epoch.",
+            "choices": ["random", "fixed"],
+        },
+    )
     num_proc: int | None = field(default=None, metadata={"help": "Processes for dataset.map (tokenization)."})
     time_budget: str | None = field(
         default=None,

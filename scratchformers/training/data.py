@@ -7,11 +7,15 @@ row without the needed fields, a label outside the label set.
 from __future__ import annotations
 
 import logging
+import math
+import random
 from itertools import chain
 from pathlib import Path
 
 import datasets
+import torch
 from datasets import Dataset, DatasetDict
+from transformers import TrainerCallback
 
 from ..corpus import line_of_record, load_records, load_texts
 
@@ -85,6 +89,49 @@ def pack_dataset(dataset: Dataset, tokenizer, block_size: int, text_column: str 
             f"the corpus is shorter than one block of {block_size} tokens; use more text or a smaller --block_size"
         )
     return packed
+
+
+class RandomWindows(torch.utils.data.Dataset):
+    """Training windows of `block_size` tokens that start somewhere else in every epoch.
+
+    Item i of epoch e is the packed stream from block i at an offset in [0, block_size) drawn from (seed, e, i), so
+    a window spans the end of block i and the start of block i + 1, and a token is seen at different positions, with
+    different context, each epoch (nanoGPT samples random windows the same way). Many epochs over a small corpus
+    overfit much less than with the same fixed blocks every epoch. `set_epoch` (see `EpochToDataset`) moves it on;
+    the draw is deterministic, so a resumed run sees the same windows.
+    每个 epoch 都从随机偏移处切窗口（与 nanoGPT 的随机采样相同），多轮训练小语料时显著减少过拟合。
+    """
+
+    def __init__(self, blocks: Dataset, block_size: int, seed: int = 0):
+        if len(blocks) < 2:
+            raise ValueError(f"random windows need at least two blocks of {block_size} tokens; the corpus has "
+                             f"{len(blocks)}: use more text, a smaller --block_size or --window_sampling fixed")
+        self.blocks = blocks.with_format("torch", columns=["input_ids"])
+        self.block_size = block_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.blocks) - 1
+
+    def __getitem__(self, index: int) -> dict:
+        offset = random.Random(f"{self.seed}/{self.epoch}/{index}").randrange(self.block_size)
+        pair = self.blocks[index : index + 2]["input_ids"]  # (2, block)
+        window = pair.reshape(-1)[offset : offset + self.block_size]  # (block,)
+        return {"input_ids": window, "labels": window}
+
+
+class EpochToDataset(TrainerCallback):
+    """Tells a dataset with `set_epoch` which epoch begins (Trainer tells only the sampler)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(math.floor(state.epoch or 0))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from .common import (
     start_run,
     train_and_save,
 )
-from .data import pack_dataset
+from .data import EpochToDataset, RandomWindows, pack_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,10 @@ def run_pretrain(
             + (f", {len(eval_dataset)} validation blocks" if eval_dataset is not None else "")
         )
     no_eval_without_data(training_args, eval_dataset)
+    callbacks = list(callbacks or [])
+    if data_args.window_sampling == "random":
+        train_dataset = RandomWindows(train_dataset, data_args.block_size, training_args.seed)
+        callbacks.append(EpochToDataset(train_dataset))
     trainer = ScratchTrainer(
         model=model,
         args=training_args,
