@@ -317,6 +317,35 @@ def bench_generate(family, size, batches, uncached_batches, new_tokens, prompt_l
     return rows
 
 
+def bench_static_cache(family, size, prompt_len, new_tokens, repeats, vocab_size):
+    """Batch-1 greedy generation of our model: dynamic cache (eager) vs static cache with the decode step compiled
+    (inductor, fullgraph) through generate()'s own compile path; the first call's compile time is reported apart."""
+    from transformers.generation.configuration_utils import CompileConfig
+
+    ours, _ = build_pair(family, size, "sdpa", vocab_size, max_position_embeddings=max(prompt_len + new_tokens, 256))
+    ours.eval()
+    torch.manual_seed(3)
+    prompt = torch.randint(3, vocab_size, (1, prompt_len))
+    config = CompileConfig(fullgraph=True, dynamic=False, mode="default")
+    config._compile_all_devices = True  # generate() compiles on GPUs only unless told
+    outputs = {}
+
+    def make(key, **kwargs):
+        def run():
+            with torch.inference_mode():
+                outputs[key] = ours.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                                             max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+        return run
+
+    fns = {"dynamic": make("dynamic"), "static": make("static", cache_implementation="static", compile_config=config)}
+    compile_seconds = timed(fns["static"])  # compiles the decode step
+    seconds = interleaved(fns, warmup=1, repeats=repeats)
+    return dict(family=family, size=size, preset=PRESETS[family, size], prompt=prompt_len, new_tokens=new_tokens,
+                dynamic_tokens_per_s=new_tokens / seconds["dynamic"],
+                static_compiled_tokens_per_s=new_tokens / seconds["static"], compile_seconds=compile_seconds,
+                same_tokens=bool(torch.equal(outputs["dynamic"], outputs["static"])))
+
+
 def bench_compile(family, size, batch, seq, warmup, repeats, vocab_size, peak_gflops):
     """torch.compile'd training step (SDPA), ours vs native and ours eager-mode; compile time reported too."""
     torch.manual_seed(1)
@@ -384,57 +413,20 @@ def fmt_ratio(ratio, target=None):
 
 
 def markdown(result: dict) -> str:
-    m, s = result["machine"], result["settings"]
-    allocator = " ".join(f"{k}={v}" for k, v in m.get("allocator_env", {}).items()) or "default (no variables set)"
-    lines = [
-        f"Date: {result['date']} · mode `{result['mode']}` · command `{result['command']}`",
-        "",
-        f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}, "
-        f"transformers {m['transformers']}, Python {m['python']}, "
-        f"memory allocator {allocator}. "
-        "Load average at start / end: "
-        f"{result['load_average_start']} / {result['load_average_end']}. "
-        f"Measured fp32 matmul peak ({s['matmul_n']}² matmul): {result['matmul_peak_gflops']:.1f} GFLOP/s.",
-        "",
-        f"Training step (forward + backward + fused AdamW), fp32, dropout 0.0 in every model, batch {s['batch']} x "
-        f"{s['seq']}, vocab {s['vocab_size']}, median of {s['repeats']} interleaved repeats after {s['warmup']} "
-        f"warmup. Native GPT-2 runs with its default activation_function={NATIVE_GPT_ACT!r} (what "
-        f"GPT2LMHeadModel and GPT-2 checkpoints use); the control row gives it our fused {CONTROL_GPT_ACT!r}, "
-        "timed in the same round-robin:",
-        "",
-        "| model | attn | ours tok/s | native tok/s | ours / native (target) | MFU ours | MFU native "
-        "| step peak MB ours | step peak MB native | static MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    """The results as Markdown: the cells computed here, the words and table layout in templates/bench_models.md.j2."""
+    import jinja2
+
+    m = result["machine"]
+    train_rows = []
     for r in result["train"]:
         target = f"{r['target']}x" if r["target"] else "control, no target"
-        lines.append(
-            f"| {r['preset']} vs {native_label(r)} | {r['attn']} | {r['ours_tokens_per_s']:.0f} "
-            f"| {r['native_tokens_per_s']:.0f} | {fmt_ratio(r['ratio'], r['target'])} ({target}) "
-            f"| {r['ours_mfu']:.0%} | {r['native_mfu']:.0%} "
-            f"| {r.get('ours_peak_step_mb', float('nan')):.0f} | {r.get('native_peak_step_mb', float('nan')):.0f} "
-            f"| {r['static_mb']:.0f} |"
-        )
-    lines += [
-        "",
-        "Step peak MB: highest live tensor memory torch allocated during one step above its start (activations, "
-        "gradients, temporaries), from torch.profiler's allocation events; static MB: weights + AdamW state.",
-        "",
-        f"Greedy generation, SDPA, prompt {s['prompt']} tokens, fixed length (min_new_tokens = max_new_tokens), "
-        f"new tokens/s, median of {s['gen_repeats']} (with cache) / {s['gen_uncached_repeats']} (without) "
-        "interleaved repeats:",
-        "",
-        "| model | batch | KV cache | new tokens | ours tok/s | native tok/s | ours / native | same tokens "
-        "| ours cached / uncached |",
-        "|---|---:|---|---:|---:|---:|---:|---|---:|",
-    ]
-    if any(r.get("cached_vs_uncached_is_lower_bound") for r in result["generation"]):
-        lines[-2:-2] = [
-            "Where the uncached run is shorter than the cached one (quick mode at mini size), its tokens/s is "
-            "higher than it would be at full length, so cached / uncached (marked ≥) is only a lower bound and "
-            "gets ✓ only if even the bound meets the target; the full mode measures both at the same length.",
-            "",
-        ]
+        train_rows.append([
+            f"{r['preset']} vs {native_label(r)}", r["attn"], f"{r['ours_tokens_per_s']:.0f}",
+            f"{r['native_tokens_per_s']:.0f}", f"{fmt_ratio(r['ratio'], r['target'])} ({target})", f"{r['ours_mfu']:.0%}",
+            f"{r['native_mfu']:.0%}", f"{r.get('ours_peak_step_mb', float('nan')):.0f}",
+            f"{r.get('native_peak_step_mb', float('nan')):.0f}", f"{r['static_mb']:.0f}",
+        ])
+    generation_rows = []
     for r in result["generation"]:
         vs_uncached = r.get("ours_cached_vs_uncached")
         bound = r.get("cached_vs_uncached_is_lower_bound")
@@ -442,33 +434,34 @@ def markdown(result: dict) -> str:
         if bound and vs_uncached and vs_uncached < vs_target:
             vs_target = None  # a bound below the target says nothing either way
         target = TARGETS["generate_cached_vs_native"] if r["cache"] else None
-        lines.append(
-            f"| {r['preset']} vs {native_label(r)} | {r['batch']} | {'yes' if r['cache'] else 'no'} "
-            f"| {r['new_tokens']} | {r['ours_tokens_per_s']:.0f} | {r['native_tokens_per_s']:.0f} "
-            f"| {fmt_ratio(r['ratio'], target)} | {'yes' if r['same_tokens'] else 'NO'} "
-            f"| {'≥ ' if bound else ''}{fmt_ratio(vs_uncached, vs_target) if vs_uncached else ''} |"
-        )
-    if result.get("compile"):
-        lines += [
-            "",
-            "torch.compile (default inductor backend), training step, SDPA:",
-            "",
-            "| model | ours compiled tok/s | native compiled tok/s | compiled ours / native | ours compiled / "
-            "ours eager-mode | first call (compile) s ours / native |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for r in result["compile"]:
-            if "error" in r:
-                lines.append(f"| {r['preset']} | failed: {r['error']} | | | | |")
-                continue
-            lines.append(
-                f"| {r['preset']} vs {native_label(r)} | {r['ours_compiled_tokens_per_s']:.0f} "
-                f"| {r['native_compiled_tokens_per_s']:.0f} | {r['ratio_compiled']:.2f}x "
-                f"| {r['speedup_vs_uncompiled']:.2f}x "
-                f"| {r['ours_compiled_first_call_s']:.0f} / {r['native_compiled_first_call_s']:.0f} |"
-            )
-    lines += ["", f"Wall time of the benchmark: {result['wall_seconds']:.0f} s."]
-    return "\n".join(lines) + "\n"
+        generation_rows.append([
+            f"{r['preset']} vs {native_label(r)}", str(r["batch"]), "yes" if r["cache"] else "no", str(r["new_tokens"]),
+            f"{r['ours_tokens_per_s']:.0f}", f"{r['native_tokens_per_s']:.0f}", fmt_ratio(r["ratio"], target),
+            "yes" if r["same_tokens"] else "NO",
+            f"{'≥ ' if bound else ''}{fmt_ratio(vs_uncached, vs_target) if vs_uncached else ''}",
+        ])
+    static_rows = [[r["preset"], f"{r['dynamic_tokens_per_s']:.0f}", f"{r['static_compiled_tokens_per_s']:.0f}",
+                    f"{r['static_compiled_tokens_per_s'] / r['dynamic_tokens_per_s']:.2f}x",
+                    f"{r['compile_seconds']:.0f}", "yes" if r["same_tokens"] else "NO"]
+                   for r in result.get("static_cache", [])]
+    compile_rows = []
+    for r in result.get("compile") or []:
+        if "error" in r:
+            compile_rows.append([r["preset"], f"failed: {r['error']}", "", "", "", ""])
+            continue
+        compile_rows.append([
+            f"{r['preset']} vs {native_label(r)}", f"{r['ours_compiled_tokens_per_s']:.0f}",
+            f"{r['native_compiled_tokens_per_s']:.0f}", f"{r['ratio_compiled']:.2f}x", f"{r['speedup_vs_uncompiled']:.2f}x",
+            f"{r['ours_compiled_first_call_s']:.0f} / {r['native_compiled_first_call_s']:.0f}",
+        ])
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+                                     keep_trailing_newline=True)
+    return environment.get_template("bench_models.md.j2").render(
+        result=result, m=m, s=result["settings"], native_act=NATIVE_GPT_ACT, control_act=CONTROL_GPT_ACT,
+        allocator=" ".join(f"{k}={v}" for k, v in m.get("allocator_env", {}).items()) or "default (no variables set)",
+        train_rows=train_rows, generation_rows=generation_rows, static_rows=static_rows, compile_rows=compile_rows,
+        lower_bound=any(r.get("cached_vs_uncached_is_lower_bound") for r in result["generation"]),
+    )
 
 
 def parse_args(argv=None):
@@ -487,6 +480,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-generate", action="store_true", help="skip the generation benchmark")
     parser.add_argument("--no-memory", action="store_true", help="skip the profiled peak-memory step")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd training steps (slow)")
+    parser.add_argument("--static-cache", action="store_true",
+                        help="also time batch-1 generation with a static cache and a compiled decode step (slow)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON and markdown results")
     return parser.parse_args(argv)
@@ -542,6 +537,7 @@ def run(args, mode, settings, families, command) -> dict:
         ),
         train=[],
         generation=[],
+        static_cache=[],
         compile=[],
     )
     peaks = [measure_matmul_peak(settings["matmul_n"])]
@@ -566,6 +562,12 @@ def run(args, mode, settings, families, command) -> dict:
                                                        settings["gen_repeats"], settings["gen_uncached_repeats"],
                                                        args.vocab_size,
                                                        None if size == "micro" else settings["mini_uncached_tokens"])
+    if args.static_cache:
+        for family in families:
+            for size in settings["gen_sizes"]:
+                log(f"[bench] static cache + compile {family} {size} ({time.perf_counter() - started:.0f} s)")
+                result["static_cache"].append(bench_static_cache(family, size, settings["prompt"], settings["gen_tokens"],
+                                                                 settings["gen_repeats"], args.vocab_size))
     if args.compile:
         for family in families:
             log(f"[bench] torch.compile {family} micro")

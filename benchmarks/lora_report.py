@@ -444,109 +444,42 @@ def load_note(result: dict) -> str:
 
 
 def markdown(result: dict, plots: list[str]) -> str:
-    s = result["settings"]
-    lines = [
-        "# LoRA report: full fine-tuning vs PEFT LoRA vs hand-rolled LoRA",
-        "",
-        f"Generated {result['date']} by `python benchmarks/lora_report.py {' '.join(result['argv'])}` "
-        f"({result['elapsed_s'] / 60:.1f} min). Machine: {result['machine']}.",
-        "",
-        f"Size `{s['size']}`: hidden {s['hidden_size']}, {s['num_hidden_layers']} layers, "
-        f"{s['num_attention_heads']} heads (LLaMA2: {s['num_key_value_heads']} K/V heads), FFN {s['intermediate_size']}, "
-        f"vocab {result['vocab_size']} ({result['tokenizer']}), sequence length {s['seq_len']}, batch {s['batch_size']}, "
-        f"{s['pretrain_steps']} pretraining steps of the base LM on the task texts, then {s['steps']} fine-tuning "
-        f"steps per method, {s['n_train']} training / {s['n_test']} test examples per task. LoRA: r={s['r']}, "
-        f"alpha={s['lora_alpha']}, dropout 0, on every projection (GPT: c_attn, c_proj, c_fc; LLaMA2: q/k/v/o, "
-        f"gate/up/down); classification also trains the `score` head. AdamW, lr {LR['full']} (full) / "
-        f"{LR['peft']} (LoRA), fp32, {result['threads']} torch threads.",
-        "",
-        "Timing and memory: the three methods of a task train in one process, interleaved step by step with the "
-        "same batches (round-robin order), so machine load affects all alike; absolute times depend on the "
-        f"machine's load ({load_note(result)}), ratios are what to read. "
-        "Step time = median over the steps after warmup. Peak memory = parameter bytes + AdamW state bytes + the "
-        "step peak (highest sum of live tensor bytes torch allocated during one training step, from torch.profiler "
-        "memory events: activations, gradients, temporaries); Python/allocator overhead (RSS) is not included.",
-        "",
-        "| family | task | method | trainable params | % of total | checkpoint MiB | step ms (median) | "
-        "peak MiB | step peak MiB | metric |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    """The report's Markdown: the numbers from `result`, the words in templates/lora_report.md.j2."""
+    import jinja2
+
+    method_rows, ratio_rows = [], []
     for family in result["families"]:
         for task in result["tasks"]:
             run = result["runs"][family][task]
             for m in METHODS:
                 r = run[m]
-                metric = f"{run['metric_name']} {r['metric']:.3f}"
-                lines.append(
-                    f"| {family} | {task} | {METHOD_TITLES[m]} | {r['trainable']:,} | {100 * r['trainable'] / r['total']:.2f} | "
-                    f"{r['checkpoint_bytes'] / 2**20:.3f} | {r['step_ms_median']:.1f} | {mib(r.get('total_peak_bytes'))} | "
-                    f"{mib(r['step_peak_bytes'])} | {metric} |"
-                )
-    lines += ["", "## Hand-rolled vs PEFT", ""]
-    lines += ["| family | task | step time hand / PEFT | step peak hand / PEFT | total peak hand / PEFT | "
-              "max loss-curve difference | hand adapter loaded by PEFT: max logit diff |",
-              "|---|---|---:|---:|---:|---:|---:|"]
-    ratios = []
-    for family in result["families"]:
-        for task in result["tasks"]:
-            run = result["runs"][family][task]
-            t = run["hand"]["step_ms_median"] / run["peft"]["step_ms_median"]
-            ratios.append(t)
-            peak = (f"{run['hand']['step_peak_bytes'] / run['peft']['step_peak_bytes']:.3f}"
-                    if run["hand"]["step_peak_bytes"] else "n/a")
-            total = (f"{run['hand']['total_peak_bytes'] / run['peft']['total_peak_bytes']:.3f}"
-                     if run["hand"].get("total_peak_bytes") else "n/a")
-            lines.append(f"| {family} | {task} | {t:.3f} | {peak} | {total} | {run['peft_vs_hand_max_loss_diff']:.2e} | "
-                         f"{run['hand_adapter_in_peft_max_abs_diff']:.2e} |")
-    slower = [r for r in ratios if r > 1.0]
+                method_rows.append(dict(
+                    family=family, task=task, method=METHOD_TITLES[m], trainable=r["trainable"],
+                    share=100 * r["trainable"] / r["total"], checkpoint_mib=r["checkpoint_bytes"] / 2**20,
+                    step_ms=r["step_ms_median"], peak=mib(r.get("total_peak_bytes")), step_peak=mib(r["step_peak_bytes"]),
+                    metric=f"{run['metric_name']} {r['metric']:.3f}"))
+            hand, peft = run["hand"], run["peft"]
+            ratio_rows.append(dict(
+                family=family, task=task, time=hand["step_ms_median"] / peft["step_ms_median"],
+                peak=f"{hand['step_peak_bytes'] / peft['step_peak_bytes']:.3f}" if hand["step_peak_bytes"] else "n/a",
+                total=(f"{hand['total_peak_bytes'] / peft['total_peak_bytes']:.3f}"
+                       if hand.get("total_peak_bytes") else "n/a"),
+                loss_diff=run["peft_vs_hand_max_loss_diff"], logit_diff=run["hand_adapter_in_peft_max_abs_diff"]))
+    ratios = [row["time"] for row in ratio_rows]
     memory = [result["runs"][f][t]["hand"]["total_peak_bytes"] / result["runs"][f][t]["peft"]["total_peak_bytes"]
               for f in result["families"] for t in result["tasks"] if result["runs"][f][t]["hand"].get("total_peak_bytes")]
-    verdict = ("at least as fast as PEFT" if statistics.median(ratios) <= 1.0 else
-               "SLOWER than PEFT in this run (see below: on a shared machine single ratios near 1.0 are noise)")
-    lines += [
-        "",
-        f"**Speed:** hand-rolled / PEFT step time, median ratio {statistics.median(ratios):.3f} over {len(ratios)} "
-        f"runs ({len(slower)} above 1.0): the hand-rolled LoRA is {verdict}.",
-    ]
-    if memory:
-        lines += ["", f"**Memory:** hand-rolled / PEFT peak memory ratio at most {max(memory):.3f}"
-                  + (" (never more than PEFT)." if max(memory) <= 1.0 else " (MORE than PEFT somewhere, see below).")]
-    lines += [
-        "",
-        "Why: both compute `W0·x + scaling·B(A·x)` with the same kernels and save the same tensors for backward, so "
-        "equal speed and equal activation memory are expected. The hand-rolled `LoRALinear.forward` is the formula "
-        "only; PEFT's `lora.Linear.forward` also loops over active adapters, looks them up in `ModuleDict`s, checks "
-        "for mixed-batch adapters and variants (DoRA, ...) and casts the input dtype on every call, a Python cost "
-        "that can only make PEFT slightly slower and that vanishes next to the matmuls of larger models. Per-run "
-        "step-time ratios scatter around 1.0 by the noise of the shared machine, so read the median. For "
-        "classification PEFT keeps two copies of `score` (the frozen original plus the trained `modules_to_save` "
-        "copy), so its parameter bytes are a little higher; the hand-rolled version trains `score` in place. An "
-        "earlier version of `LoRALinear.forward` kept `B(A·x)` in a named local variable during the addition and so "
-        "held one extra activation per adapted layer at the memory peak (found with this report; the forward is now "
-        "one expression, and tests/test_lora.py checks the step peak is not above PEFT's). The loss curves of PEFT "
-        "and hand-rolled LoRA coincide (column 'max loss-curve difference'), because both start from the same A "
-        "(same seed, PEFT's initialisation) and B = 0, and compute the same thing.",
-        "",
-        "Full fine-tuning vs LoRA: at this tiny size activations (batch × sequence × hidden) dominate memory, so "
-        "LoRA saves only the gradients and AdamW state of the frozen weights (the 'peak MiB' column); a LoRA step "
-        "can even have a slightly higher step peak than a full step, most likely because the gradient with respect to each "
-        "adapted layer's input arrives from two paths (W0 and B·A) and is summed in a temporary. On a real model "
-        "(7B parameters: 28 GB of fp32 weights, 56 GB of AdamW state) the parameter-side saving is what matters. "
-        "Likewise a LoRA step is slower than a full step at this size: every adapted layer adds two thin matmuls "
-        "and their backward, and W0 still needs its input gradient, while what LoRA saves (W0's weight gradient "
-        "and its AdamW update) is cheap at hidden size 64; the balance turns in LoRA's favour as layers widen. "
-        "Accuracies are those of tiny models pretrained and fine-tuned for minutes (compare them with the "
-        "majority-class rate below); with a rank-8 adapter on a base this weak, LoRA trails full fine-tuning. This "
-        "report compares costs and the equality of the two LoRA implementations, not model quality (raise --steps "
-        "/ --pretrain-steps for better models).",
-    ]
     cls_runs = [(f, t) for f in result["families"] for t in result["tasks"] if TASKS[t]["kind"] == "cls"]
-    if cls_runs:
-        lines += ["", "Majority-class test accuracy, for reference: " + ", ".join(
-            f"{t} {result['runs'][f][t]['majority_baseline']:.3f}" for f, t in cls_runs if f == result["families"][0])
-            + "."]
-    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    return "\n".join(lines) + "\n"
+    majority = ", ".join(f"{t} {result['runs'][f][t]['majority_baseline']:.3f}" for f, t in cls_runs
+                         if f == result["families"][0])
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+                                     keep_trailing_newline=True)
+    return environment.get_template("lora_report.md.j2").render(
+        result=result, s=result["settings"], lr=LR, load_note=load_note(result), method_rows=method_rows,
+        ratio_rows=ratio_rows, median_ratio=statistics.median(ratios), slower=sum(r > 1.0 for r in ratios),
+        verdict=("at least as fast as PEFT" if statistics.median(ratios) <= 1.0 else
+                 "SLOWER than PEFT in this run (see below: on a shared machine single ratios near 1.0 are noise)"),
+        memory_max=max(memory) if memory else None, majority=majority, plots=plots,
+    )
 
 
 def parse_args(argv=None):

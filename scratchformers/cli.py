@@ -271,8 +271,28 @@ def _export_onnx(args) -> int:
     return _run_reporting_errors("export onnx", run)
 
 
+def _export_gguf(args) -> int:
+    def run():
+        from .gguf_export import export_gguf
+
+        out = export_gguf(args.model_dir, args.out_file, dtype=args.dtype, overwrite=args.overwrite)
+        print(f"exported to {out} ({args.dtype}); run it with llama.cpp, e.g. llama-cli -m {out} -p \"Once upon a time\"")
+
+    return _run_reporting_errors("export gguf", run)
+
+
+def _quantize(args) -> int:
+    def run():
+        from .quantization import quantize_model
+
+        out = quantize_model(args.model_dir, args.out_dir, method=args.method, overwrite=args.overwrite)
+        print(f"quantized model saved to {out}; load it with AutoModelForCausalLM.from_pretrained({str(out)!r})")
+
+    return _run_reporting_errors("quantize", run)
+
+
 def register_export_commands(subparsers) -> None:
-    """`scratchformers export onnx MODEL_DIR OUT_DIR`: run trained models outside Python."""
+    """`scratchformers export onnx|gguf ...` and `scratchformers quantize ...`: smaller and portable models."""
     export = subparsers.add_parser("export", help="export a trained model to run outside Python (ONNX, GGUF)")
     formats = export.add_subparsers(dest="format", required=True, metavar="FORMAT")
     onnx = formats.add_parser(
@@ -284,6 +304,25 @@ def register_export_commands(subparsers) -> None:
     onnx.add_argument("--overwrite", action="store_true", help="replace OUT_DIR when it holds an earlier export")
     onnx.add_argument("--no-quantize", "--no_quantize", action="store_true", help="skip the int8 model_quantized.onnx")
     onnx.set_defaults(func=_export_onnx)
+    gguf = formats.add_parser(
+        "gguf", help="one GGUF file for llama.cpp (and Ollama): weights, hyperparameters, tokenizer, chat template",
+        description="LLaMA2 becomes GGUF architecture llama, GPT becomes gpt2; the tokenizer (byte-level BPE merges, "
+                    "special tokens, chat template) goes in the file's metadata.")
+    gguf.add_argument("model_dir", help="a trained model folder (scratchformers GPT / LLaMA2, or native GPT-2 / Llama)")
+    gguf.add_argument("out_file", help="the .gguf file to write (refused if it exists, unless --overwrite)")
+    gguf.add_argument("--dtype", default="f16", help="f16 (default) or q8_0 (8-bit blocks, about half the size)")
+    gguf.add_argument("--overwrite", action="store_true", help="replace OUT_FILE")
+    gguf.set_defaults(func=_export_gguf)
+
+    quantize = subparsers.add_parser(
+        "quantize", help="int8 weights for CPU inference (torchao); the output still runs generate()",
+        description="Write OUT_DIR: the model with int8 weights and dynamically quantized int8 activations in every "
+                    "linear layer of the blocks (torchao through transformers' TorchAoConfig), with its tokenizer.")
+    quantize.add_argument("model_dir", help="a trained scratchformers model folder")
+    quantize.add_argument("out_dir", help="the folder to write (refused if it exists, unless --overwrite)")
+    quantize.add_argument("--method", default="int8-dynamic", help="int8-dynamic (the only method so far)")
+    quantize.add_argument("--overwrite", action="store_true", help="replace OUT_DIR when it holds an earlier output")
+    quantize.set_defaults(func=_quantize)
 
 
 def build_main_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,156 @@
+"""GGUF export that llama.cpp itself runs (through llama-cpp-python) with PyTorch's greedy tokens, its embedded
+tokenizer, and int8 weights with torchao; bad input is refused before anything is written."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import TrainingArguments
+
+import scratchformers  # noqa: F401  (registers the Auto classes)
+from scratchformers.generation import prompt_ids
+from scratchformers.gguf_export import export_gguf
+from scratchformers.tokenization_scratch import load_tokenizer, train_tokenizer
+from scratchformers.training.arguments import ModelArguments, PretrainDataArguments
+from scratchformers.training.common import load_pretrained
+from scratchformers.training.pretrain import run_pretrain
+from scratchformers.training.synthetic import make_story_corpus
+
+llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install -e '.[dev]')")
+
+OVERRIDES = {
+    "gpt-micro": "num_hidden_layers=2,hidden_size=64,num_attention_heads=4",
+    "llama2-tiny": "num_hidden_layers=2,hidden_size=64,num_attention_heads=4,num_key_value_heads=2,intermediate_size=128",
+}
+PROMPTS = ["Once upon a time", "小猫和小狗在公园里玩。",
+           "Lily had a red ball. She went to the park with her dog. The dog ran after the ball and Lily laughed. Then"]
+MIXED = "Tom saw 3 frogs 🐸 near the 红楼梦 pond, café ☕ and \t tabs\n新的一天!"
+
+
+@pytest.fixture(scope="module", params=["gpt-micro", "llama2-tiny"])
+def trained(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"gguf-{request.param}")
+    stories = "\n\n".join(make_story_corpus(300, seed=8)) + "\n\n" + "小猫和小狗在公园里玩。红楼梦 🐸\n" * 20
+    (folder / "train.txt").write_text(stories, encoding="utf-8")
+    train_tokenizer([folder / "train.txt"], vocab_size=420, show_progress=False).save_pretrained(folder / "tok")
+    run_pretrain(
+        ModelArguments(preset=request.param, config_overrides=OVERRIDES[request.param],
+                       tokenizer_name_or_path=str(folder / "tok")),
+        PretrainDataArguments(train_files=[str(folder / "train.txt")], block_size=128, sample_max_new_tokens=4,
+                              validation_split_percentage=0, overwrite=True),
+        TrainingArguments(output_dir=str(folder / "model"), max_steps=60, per_device_train_batch_size=8,
+                          learning_rate=3e-3, save_strategy="no", report_to=[], use_cpu=True, seed=1,
+                          disable_tqdm=True, logging_steps=20),
+        verbose=False,
+    )
+    return folder / "model"
+
+
+def llama_cpp_greedy(model, ids: list[int], new_tokens: int, eos: int) -> list[int]:
+    model.reset()
+    model.eval(ids)
+    out = []
+    for _ in range(new_tokens):
+        token = int(np.argmax(model.scores[model.n_tokens - 1]))
+        if token == eos:
+            break
+        out.append(token)
+        model.eval([token])
+    return out
+
+
+def torch_greedy(model, ids, new_tokens, eos, pad):
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False,
+                             eos_token_id=eos, pad_token_id=pad)
+    return [t for t in out[0, ids.shape[1]:].tolist() if t != eos]
+
+
+def open_gguf(path):
+    return llama_cpp.Llama(model_path=str(path), n_ctx=128, n_threads=1, logits_all=True, verbose=False)
+
+
+def test_llama_cpp_runs_the_f16_gguf_with_pytorchs_greedy_tokens_and_logits(trained, tmp_path):
+    path = export_gguf(trained, tmp_path / "model-f16.gguf", dtype="f16")
+    model, tokenizer = load_pretrained(trained).eval(), load_tokenizer(trained)
+    llm = open_gguf(path)
+    for prompt in PROMPTS:
+        ids = prompt_ids(tokenizer, prompt)
+        expected = torch_greedy(model, ids, 32, tokenizer.eos_token_id, tokenizer.pad_token_id)
+        assert llama_cpp_greedy(llm, ids[0].tolist(), 32, tokenizer.eos_token_id) == expected, prompt
+    ids = prompt_ids(tokenizer, PROMPTS[2])
+    llm.reset()
+    llm.eval(ids[0].tolist())
+    with torch.no_grad():
+        reference = model(ids).logits[0].numpy()
+    got = np.array(llm.scores[: ids.shape[1]])
+    assert np.abs(got - reference).max() < 2e-2  # float16 weights: the stated tolerance of the f16 export
+
+
+def test_the_embedded_tokenizer_tokenizes_like_autotokenizer(trained, tmp_path):
+    path = export_gguf(trained, tmp_path / "model.gguf")
+    tokenizer = load_tokenizer(trained)
+    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    expected = tokenizer(MIXED, add_special_tokens=False)["input_ids"]
+    assert llm.tokenize(MIXED.encode("utf-8"), add_bos=False, special=False) == expected
+    assert llm.detokenize(expected).decode("utf-8") == MIXED
+    assert llm.token_eos() == tokenizer.eos_token_id
+    assert llm.metadata["tokenizer.chat_template"] == (trained / "chat_template.jinja").read_text()
+
+
+def test_q8_0_is_smaller_and_runs_its_agreement_is_measured_not_assumed(trained, tmp_path):
+    f16 = export_gguf(trained, tmp_path / "f16.gguf", dtype="f16")
+    q8 = export_gguf(trained, tmp_path / "q8.gguf", dtype="q8_0")
+    assert q8.stat().st_size < f16.stat().st_size
+    tokenizer = load_tokenizer(trained)
+    ids = prompt_ids(tokenizer, PROMPTS[0])[0].tolist()
+    tokens = llama_cpp_greedy(open_gguf(q8), ids, 16, tokenizer.eos_token_id)
+    assert all(0 <= t < len(tokenizer) for t in tokens)  # equality with f16 is benchmarks/runtimes.py's figure
+
+
+def test_gguf_bad_input_is_refused_and_nothing_is_written(trained, tmp_path):
+    out = tmp_path / "out.gguf"
+    with pytest.raises(ValueError, match="unsupported GGUF dtype 'q4_k'"):
+        export_gguf(trained, out, dtype="q4_k")
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match="model_type='bert'; GGUF export knows"):
+        export_gguf(bert, out)
+    no_tokenizer = tmp_path / "no_tokenizer"
+    shutil.copytree(trained, no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*"))
+    with pytest.raises(FileNotFoundError, match="holds no tokenizer.json"):
+        export_gguf(no_tokenizer, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bert", "no_tokenizer"]  # no file, no staging left
+    out.write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        export_gguf(trained, out)
+    assert out.read_bytes() == b"mine"
+
+
+def test_int8_dynamic_is_smaller_close_to_fp32_and_still_generates(trained, tmp_path):
+    pytest.importorskip("torchao", reason="torchao is not installed (pip install -e '.[dev]')")
+    from transformers import AutoModelForCausalLM
+
+    from scratchformers.quantization import quantize_model
+
+    out = quantize_model(trained, tmp_path / "int8")
+    assert "quantization_config" in json.loads((out / "config.json").read_text())
+    fp32 = load_pretrained(trained).eval()
+    int8 = AutoModelForCausalLM.from_pretrained(out).eval()
+    tokenizer = load_tokenizer(out)
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"][:12] for text in
+                        ("Once upon a time there was a cat", "Lily had a red ball and a big dog")])
+    with torch.no_grad():
+        a, b = fp32(ids).logits, int8(ids).logits
+    assert (a - b).abs().max() < 0.25 and not torch.equal(a, b)  # stated tolerance; int8 really changed the numbers
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.8
+    weights = lambda folder: sum(p.stat().st_size for p in Path(folder).iterdir() if p.suffix in (".bin", ".safetensors"))  # noqa: E731
+    assert weights(out) < 0.6 * weights(trained)
+    generated = int8.generate(prompt_ids(tokenizer, "Once"), max_new_tokens=8, do_sample=False)
+    assert generated.shape[1] > 2
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        quantize_model(trained, out)
