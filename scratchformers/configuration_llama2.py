@@ -73,6 +73,9 @@ class Llama2Config(PretrainedConfig):
     attention_bias: bool = False
     mlp_bias: bool = False
     attention_dropout: float | int = 0.0
+    # dropout on each block's attention and MLP outputs before they join the residual stream (GPT-2's resid_pdrop);
+    # native Llama has none. A regulariser for small models trained for many epochs on a small corpus.
+    hidden_dropout: float | int = 0.0
     initializer_range: float = 0.02
     use_cache: bool = True
     bos_token_id: int | None = 1
@@ -107,8 +110,9 @@ class Llama2Config(PretrainedConfig):
                 f"Llama2Config: num_attention_heads={self.num_attention_heads} is not divisible by "
                 f"num_key_value_heads={self.num_key_value_heads}."
             )
-        if not 0.0 <= self.attention_dropout < 1.0:
-            raise ValueError(f"Llama2Config: attention_dropout must be in [0, 1), got {self.attention_dropout}.")
+        for name in ("attention_dropout", "hidden_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"Llama2Config: {name} must be in [0, 1), got {getattr(self, name)}.")
         if self.hidden_act not in ACT2FN:
             raise ValueError(
                 f"Llama2Config: unknown hidden_act={self.hidden_act!r}; choose one of {sorted(ACT2FN)}."

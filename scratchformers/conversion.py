@@ -65,7 +65,8 @@ def gpt2_config_to_gpt(config: GPT2Config) -> GPTConfig:
 
 
 def llama2_config_to_llama(config: Llama2Config) -> LlamaConfig:
-    """Our `Llama2Config` as transformers' `LlamaConfig`."""
+    """Our `Llama2Config` as transformers' `LlamaConfig` (`hidden_dropout`, a training-only regulariser that native
+    Llama lacks, is left out: inference is the same)."""
     return LlamaConfig(
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,

@@ -182,6 +182,7 @@ class Llama2DecoderLayer(GradientCheckpointingLayer):
         self.self_attn = Llama2Attention(config, layer_idx)
         self.post_attention_layernorm = Llama2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.mlp = Llama2MLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)  # identity at the default 0.0, as in native Llama
 
     def forward(self, hidden_states, position_embeddings, attention_mask=None, cache: Cache | None = None,
                 **kwargs: Unpack[TransformersKwargs]):
@@ -189,8 +190,8 @@ class Llama2DecoderLayer(GradientCheckpointingLayer):
             self.input_layernorm(hidden_states), position_embeddings, attention_mask=attention_mask, cache=cache,
             **kwargs,
         )
-        hidden_states = hidden_states + attn_output  # (B, T, C)
-        return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))  # (B, T, C)
+        hidden_states = hidden_states + self.dropout(attn_output)  # (B, T, C)
+        return hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states)))  # (B, T, C)
 
 
 class Llama2PreTrainedModel(ScratchPreTrainedModel):

@@ -258,3 +258,23 @@ def test_the_loss_lives_once_and_both_families_use_it(family):
     model = family.model()
     assert model.loss_function is modeling_common.causal_lm_loss
     assert not hasattr(modeling_gpt, "causal_lm_loss") and not hasattr(modeling_llama2, "causal_lm_loss")
+
+
+# ---- dropout on the residual branches -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", [GPT, LLAMA], ids=lambda f: f.name)
+def test_hidden_dropout_regularises_training_and_is_the_identity_in_eval(family):
+    """`hidden_dropout` (GPT-2's resid_pdrop; LLaMA2 has it too, native Llama does not) drops units of each block's
+    attention and MLP outputs in training only: two training passes differ, eval equals the model without it."""
+    plain = family.model(seed=0)
+    dropped = family.model(seed=0, hidden_dropout=0.3)
+    dropped.load_state_dict(plain.state_dict())
+    ids = torch.randint(3, 300, (2, 12))
+    dropped.train()
+    assert not torch.equal(dropped(ids).logits, dropped(ids).logits)
+    plain.eval(), dropped.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(dropped(ids).logits, plain(ids).logits, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="hidden_dropout must be in"):
+        family.config(hidden_dropout=1.0)

@@ -281,10 +281,11 @@ def test_random_windows_are_slices_of_the_stream_that_move_every_epoch(tokenizer
         for i in range(len(windows)):
             item = windows[i]
             first = int(item["input_ids"][0]) - 100
-            assert item["input_ids"].tolist() == stream[first:first + 8] and 8 * i <= first < 8 * (i + 1)
+            assert item["input_ids"].tolist() == stream[first:first + 8] and 0 <= first < 40  # any start that fits
             assert torch.equal(item["labels"], item["input_ids"])
             starts.setdefault(epoch, []).append(first)
     assert len({tuple(s) for s in starts.values()}) == 4  # every epoch cuts elsewhere
+    assert len({s % 8 for epoch in starts.values() for s in epoch}) > 1  # windows start mid-block, not only on blocks
     windows.set_epoch(2)
     assert [int(windows[i]["input_ids"][0]) - 100 for i in range(5)] == starts[2]  # deterministic: resume-safe
     with pytest.raises(ValueError, match="at least two blocks"):

@@ -82,8 +82,8 @@ class PretrainDataArguments:
     window_sampling: str = field(
         default="random",
         metadata={
-            "help": "'random': each epoch cuts the token stream into windows at new random offsets (less overfitting "
-            "over many epochs); 'fixed': the same blocks every epoch.",
+            "help": "'random': every epoch draws windows that start anywhere in the token stream, as nanoGPT does "
+            "(less overfitting over many epochs); 'fixed': the same blocks every epoch.",
             "choices": ["random", "fixed"],
         },
     )
