@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -69,24 +70,85 @@ def torch_row(model, tokenizer, prompts, max_new_tokens, validation_text, name, 
             "outputs": outputs, "nats_per_char": scored.get("nats_per_char")}
 
 
-def onnx_nats_per_char(path: Path, tokenizer, text: str, context: int, layers_kv) -> float:
-    """Validation loss of an ONNX export: the whole text in windows of `context` tokens, each from an empty cache."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path))
+def stream_nats_per_char(window_logits, tokenizer, text: str, context: int) -> float:
+    """Validation loss of a runtime that gives logits: `text` (after the EOS separator) in windows of `context`
+    tokens, each from an empty cache, as `nats_per_character` scores the PyTorch model. `window_logits(ids)` returns
+    the (T, V) logits of a list of ids."""
     ids = [tokenizer.eos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]
     total = 0.0
     for start in range(0, len(ids) - 1, context):
-        window = np.array(ids[start:start + context + 1])[None]
-        inputs, targets = window[:, :-1], window[0, 1:]
-        feeds = {"input_ids": inputs, "attention_mask": np.ones_like(inputs), "position_ids": np.arange(inputs.shape[1])[None]}
-        for item in session.get_inputs()[3:]:
-            feeds[item.name] = np.zeros([1, item.shape[1], 0, item.shape[3]], np.float32)
-        logits = session.run(["logits"], feeds)[0][0].astype(np.float64)  # (T, V)
+        window = ids[start:start + context + 1]
+        targets = np.array(window[1:])
+        logits = np.asarray(window_logits(window[:-1]), dtype=np.float64)  # (T, V)
         logits -= logits.max(-1, keepdims=True)
         log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
         total -= log_probs[np.arange(len(targets)), targets].sum()
     return total / len(text)
+
+
+def onnx_nats_per_char(path: Path, tokenizer, text: str, context: int) -> float:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path))
+
+    def window_logits(ids):
+        inputs = np.array(ids)[None]
+        feeds = {"input_ids": inputs, "attention_mask": np.ones_like(inputs), "position_ids": np.arange(inputs.shape[1])[None]}
+        for item in session.get_inputs()[3:]:
+            feeds[item.name] = np.zeros([1, item.shape[1], 0, item.shape[3]], np.float32)
+        return session.run(["logits"], feeds)[0][0]
+
+    return stream_nats_per_char(window_logits, tokenizer, text, context)
+
+
+def int8_row(model_dir: Path, tokenizer, prompts, max_new_tokens, validation_text, work: Path) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    from scratchformers.quantization import quantize_model
+
+    out = quantize_model(model_dir, work / "int8")
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    size = sum(p.stat().st_size for p in out.iterdir() if p.suffix in (".safetensors", ".bin"))
+    return torch_row(model, tokenizer, prompts, max_new_tokens, validation_text,
+                     "PyTorch int8 generate() (torchao, int8-dynamic)", size)
+
+
+def gguf_rows(model_dir: Path, tokenizer, prompts, max_new_tokens, validation_text, work: Path, context) -> list[dict]:
+    import llama_cpp
+
+    from scratchformers.gguf_export import export_gguf
+
+    rows = []
+    for dtype in ("f16", "q8_0"):
+        path = export_gguf(model_dir, work / f"model-{dtype}.gguf", dtype=dtype)
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=context, n_threads=torch.get_num_threads(),
+                              logits_all=True, verbose=False)
+        outputs, seconds = [], 0.0
+        for prompt in prompts:
+            ids = prompt_ids(tokenizer, prompt)[0].tolist()
+            started = time.perf_counter()
+            llm.reset()
+            llm.eval(ids)
+            new = []
+            for _ in range(min(max_new_tokens, context - len(ids))):
+                token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+                if token == tokenizer.eos_token_id:
+                    break
+                new.append(token)
+                llm.eval([token])
+            seconds += time.perf_counter() - started
+            outputs.append(new)
+
+        def window_logits(ids, llm=llm):
+            llm.reset()
+            llm.eval(ids)
+            return llm.scores[: len(ids)]
+
+        loss = stream_nats_per_char(window_logits, tokenizer, validation_text, context) if validation_text else None
+        llm.close()
+        rows.append({"runtime": f"GGUF {dtype}, llama.cpp (llama-cpp-python)", "size_mb": path.stat().st_size / 2**20,
+                     "tokens_per_s": sum(map(len, outputs)) / seconds, "outputs": outputs, "nats_per_char": loss})
+    return rows
 
 
 def onnx_rows(model_dir: Path, tokenizer, prompts, max_new_tokens, validation_text, work: Path, context) -> list[dict]:
@@ -106,15 +168,15 @@ def onnx_rows(model_dir: Path, tokenizer, prompts, max_new_tokens, validation_te
             "size_mb": (export / "onnx" / file).stat().st_size / 2**20,
             "tokens_per_s": sum(len(r["new_ids"]) for r in runs) / sum(r["seconds"] for r in runs),
             "outputs": [r["new_ids"] for r in runs],
-            "nats_per_char": onnx_nats_per_char(export / "onnx" / file, tokenizer, validation_text, context, None)
+            "nats_per_char": onnx_nats_per_char(export / "onnx" / file, tokenizer, validation_text, context)
             if validation_text else None,
         })
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| runtime | file MB | greedy tokens/s | identical to PyTorch fp32 (32 prompts) | matching leading tokens "
-             "| validation nats/char |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [("| runtime | file MB | greedy tokens/s | identical to PyTorch fp32 (32 prompts) | matching leading tokens "
+              "| validation nats/char |"), "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         loss = f"{r['nats_per_char']:.4f}" if r.get("nats_per_char") is not None else "n/a"
         lines.append(f"| {r['runtime']} | {r['size_mb']:.2f} | {r['tokens_per_s']:.0f} | {r['identical']} "
@@ -122,7 +184,7 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main():
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir")
     parser.add_argument("--validation_file", help="text whose lines give the prompts and whose loss is measured")
@@ -131,7 +193,7 @@ def main():
     parser.add_argument("--max_new_tokens", type=int, default=32)
     parser.add_argument("--results_dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--skip", nargs="*", default=[], choices=["onnx", "int8", "gguf"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     model_dir = Path(args.model_dir)
     model, tokenizer = load_pretrained(model_dir).eval(), load_tokenizer(model_dir)
@@ -144,8 +206,13 @@ def main():
         weights = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
         rows = [torch_row(model, tokenizer, prompts, args.max_new_tokens, validation_text, "PyTorch fp32 generate()",
                           weights)]
+        if "int8" not in args.skip and importlib.util.find_spec("torchao"):
+            rows.append(int8_row(model_dir, tokenizer, prompts, args.max_new_tokens, validation_text, work))
         if "onnx" not in args.skip and shutil.which("node") and (ROOT / "js" / "node_modules").is_dir():
             rows += onnx_rows(model_dir, tokenizer, prompts, args.max_new_tokens, validation_text, work,
+                              model.config.max_position_embeddings)
+        if "gguf" not in args.skip and importlib.util.find_spec("llama_cpp"):
+            rows += gguf_rows(model_dir, tokenizer, prompts, args.max_new_tokens, validation_text, work,
                               model.config.max_position_embeddings)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -164,6 +231,7 @@ def main():
     out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     print(markdown(rows))
     print(f"results: {out}")
+    return record
 
 
 if __name__ == "__main__":

@@ -1,10 +1,8 @@
 """Folder helpers shared by the converters and the push tools: read weights, copy tokenizers, write outputs safely."""
 
-import contextlib
 import json
 import math
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -104,41 +102,6 @@ def copy_tokenizer_files(source: Path, target: Path) -> list[str]:
         shutil.copytree(templates, target / templates.name, dirs_exist_ok=True)
         copied.append(templates.name + "/")
     return copied
-
-
-def check_output_folder(output: Path, overwrite: bool, sources=()) -> Path:
-    """Refuse to replace a non-empty folder without `overwrite`, and never one that holds an input."""
-    output = Path(output).resolve()
-    if output.exists() and not output.is_dir():
-        raise FileExistsError(f"{output} exists and is not a folder.")
-    for source in sources:
-        source = Path(source).resolve()
-        if output == source or output in source.parents:
-            raise ValueError(f"The output folder {output} would replace the input {source}; choose another folder.")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output} already exists and is not empty; pass --overwrite (overwrite=True) "
-                              f"to replace it.")
-    return output
-
-
-@contextlib.contextmanager
-def atomic_output_folder(output: Path, overwrite: bool = False, sources=()):
-    """Yield a temporary sibling folder; on success it replaces `output`, on error it vanishes.
-
-    Nothing half-written is ever left at `output`.
-    先写入临时目录，成功后再替换目标目录；出错时不留下半成品。
-    """
-    output = check_output_folder(output, overwrite, sources)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    try:
-        yield staging
-        if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def list_files(folder: Path) -> list[tuple[str, int]]:

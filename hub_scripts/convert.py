@@ -6,7 +6,9 @@ folder of a type some family converts from becomes that family's, and Meta's LLa
 
 from pathlib import Path
 
-from ._io import atomic_output_folder, copy_tokenizer_files, read_config
+from scratchformers.utils import atomic_output_folder
+
+from ._io import copy_tokenizer_files, read_config
 from ._models import carry_generation_config, load_folder_strict
 
 

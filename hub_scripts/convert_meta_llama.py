@@ -19,7 +19,9 @@ import torch
 
 from scratchformers import Llama2Config, Llama2ForCausalLM
 
-from ._io import atomic_output_folder, read_json
+from scratchformers.utils import atomic_output_folder
+
+from ._io import read_json
 from ._models import build_strict
 
 _LAYER_NAMES = {

@@ -18,8 +18,9 @@ from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id as _hf_validate_repo_id
 
+from scratchformers.utils import atomic_output_folder
+
 from ._io import (
-    atomic_output_folder,
     copy_tokenizer_files,
     format_listing,
     has_tokenizer,

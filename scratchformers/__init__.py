@@ -6,6 +6,22 @@ Importing the package registers both families (`scratchformers.families`) with t
 code, so every `save_pretrained` folder also loads with `trust_remote_code=True` where scratchformers is not installed.
 """
 
+import logging
+
+
+class _KnownNoise(logging.Filter):
+    """Drops two harmless messages that importing transformers prints whenever torchao (the `quantize` extra) is
+    installed: torchao failing to load its CUDA-only kernel libraries, and torch deprecating the way torchao
+    registers its enums. Everything else these loggers say still shows."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not (message.startswith("Failed to load") and "/torchao/_C" in message) and "register_constant()" not in message
+
+
+logging.getLogger("torchao").addFilter(_KnownNoise())
+logging.getLogger("torch.utils._pytree").addFilter(_KnownNoise())
+
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from . import conversion

@@ -41,8 +41,14 @@ def expand_files(paths) -> list[Path]:
         if not isinstance(item, (str, os.PathLike)):
             raise TypeError(f"a data file must be a path (str or pathlib.Path), got {type(item).__name__}: {item!r:.60}")
         path = Path(item).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"data file not found: {item}")
+        try:
+            exists = path.exists()
+        except OSError:  # e.g. a whole text where a file name belongs: too long to be a name
+            exists = False
+        if not exists:
+            text_like = isinstance(item, str) and (len(item) > 200 or "\n" in item)
+            hint = " (it looks like a text: train_tokenizer_from_iterator takes texts in memory)" if text_like else ""
+            raise FileNotFoundError(f"data file not found: {str(item)[:120]}{hint}")
         if path.is_dir() and not _is_saved_dataset(path):
             inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in BUILDERS)
             if not inside:

@@ -9,8 +9,10 @@ new family is its configuration and modeling files plus one `register_family(...
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import (
     AutoConfig,
@@ -90,3 +92,24 @@ def family_of(config_or_model_type) -> ModelFamily:
 def family_of_native(native_model_type: str) -> ModelFamily | None:
     """The family that converts to and from transformers' `native_model_type` ("gpt2", "llama"), if any."""
     return next((f for f in FAMILIES.values() if f.native_model_type == native_model_type), None)
+
+
+def family_of_folder(model_dir, job: str) -> tuple[ModelFamily, bool]:
+    """(family, is_native) of a model folder: one of ours, or the native transformers model of a family. `job`
+    names what is refused in the error ("GGUF export", ...) for a folder that is neither."""
+    model_dir = Path(model_dir)
+    config_path = model_dir / "config.json"
+    if not model_dir.is_dir() or not config_path.is_file():
+        raise ValueError(f"{model_dir} is not a model folder (no config.json): pass a folder saved by "
+                         "`scratchformers pretrain` / `save_pretrained`")
+    try:
+        model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_path}: not valid JSON ({error.msg})") from None
+    if model_type in FAMILIES:
+        return FAMILIES[model_type], False
+    family = family_of_native(model_type)
+    if family is None:
+        known = [*FAMILIES, *(f.native_model_type for f in FAMILIES.values())]
+        raise ValueError(f"{config_path} has model_type={model_type!r}; {job} knows {', '.join(known)}")
+    return family, True

@@ -12,7 +12,6 @@ vectors stay float32, as llama.cpp's converter keeps them).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .families import FAMILIES, family_of_native
+from .families import family_of_folder
 
 GGUF_DTYPES = ("f16", "q8_0")
 ARCHITECTURES = {"scratch_llama2": "llama", "scratch_gpt": "gpt2"}
@@ -35,21 +34,12 @@ def _model_of(model_dir: Path):
     """Our model of `model_dir` (a scratchformers folder, or a native GPT-2 / Llama one converted), and its family."""
     from .training.common import load_pretrained
 
-    config_path = model_dir / "config.json"
-    if not model_dir.is_dir() or not config_path.is_file():
-        raise ValueError(f"{model_dir} is not a model folder (no config.json): pass a folder saved by "
-                         "`scratchformers pretrain` / `save_pretrained`")
-    try:
-        model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{config_path}: not valid JSON ({error.msg})") from None
-    if model_type in FAMILIES:
-        return load_pretrained(model_dir).eval(), FAMILIES[model_type]
-    family = family_of_native(model_type)
-    if family is None or family.model_type not in ARCHITECTURES:
-        known = [*ARCHITECTURES, "gpt2", "llama"]
-        raise ValueError(f"{config_path} has model_type={model_type!r}; GGUF export knows {', '.join(known)}")
-    return family.from_native(family.native_causal_lm.from_pretrained(model_dir).eval()), family
+    family, native = family_of_folder(model_dir, "GGUF export")
+    if family.model_type not in ARCHITECTURES:
+        raise ValueError(f"GGUF export knows the families {', '.join(ARCHITECTURES)}, not {family.model_type!r}")
+    if native:
+        return family.from_native(family.native_causal_lm.from_pretrained(model_dir).eval()), family
+    return load_pretrained(model_dir).eval(), family
 
 
 def _add_tokenizer(writer, gguf, model_dir: Path, config) -> None:
@@ -137,8 +127,11 @@ def export_gguf(model_dir, out_file, dtype: str = "f16", overwrite: bool = False
 
     导出 GGUF 文件（f16 或 q8_0），包含分词器（BPE 合并规则、特殊 token、对话模板）；失败时不写入任何内容。
     """
-    import gguf
-    from gguf.quants import quantize
+    try:
+        import gguf
+        from gguf.quants import quantize
+    except ImportError:
+        raise ImportError("GGUF export needs the gguf package: pip install 'scratchformers[gguf]'") from None
 
     model_dir, out_file = Path(model_dir), Path(out_file)
     if dtype not in GGUF_DTYPES:

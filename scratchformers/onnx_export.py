@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from transformers import DynamicCache
 
-from .families import FAMILIES, family_of_native
+from .families import family_of_folder
+from .utils import atomic_output_folder, check_output_folder
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 
@@ -48,24 +48,12 @@ class DecoderStep(torch.nn.Module):
 
 def load_native(model_dir: Path):
     """The model of `model_dir` as its native transformers causal LM, and the family it belongs to."""
-    config_path = model_dir / "config.json"
-    if not model_dir.is_dir() or not config_path.is_file():
-        raise ValueError(f"{model_dir} is not a model folder (no config.json): pass a folder saved by "
-                         "`scratchformers pretrain` / `save_pretrained`")
-    try:
-        model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{config_path}: not valid JSON ({error.msg})") from None
-    if model_type in FAMILIES:
-        family = FAMILIES[model_type]
-        from .training.common import load_pretrained
+    from .training.common import load_pretrained
 
-        return family.to_native(load_pretrained(model_dir)), family
-    family = family_of_native(model_type)
-    if family is None:
-        known = [*FAMILIES, *(f.native_model_type for f in FAMILIES.values())]
-        raise ValueError(f"{config_path} has model_type={model_type!r}; ONNX export knows {', '.join(known)}")
-    return family.native_causal_lm.from_pretrained(model_dir), family
+    family, native = family_of_folder(model_dir, "ONNX export")
+    if native:
+        return family.native_causal_lm.from_pretrained(model_dir), family
+    return family.to_native(load_pretrained(model_dir)), family
 
 
 def _example_inputs(config, batch=1, seq=3, past=2):
@@ -109,19 +97,15 @@ def export_onnx(model_dir, out_dir, overwrite: bool = False, quantize: bool = Tr
     导出 ONNX（含 KV 缓存与 int8 量化版），输出目录可被 transformers.js 直接加载；失败时不写入任何内容。
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if out_dir.exists():
-        earlier_export = (out_dir / "onnx" / "model.onnx").is_file() or (out_dir.is_dir() and not any(out_dir.iterdir()))
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it, or choose another folder")
-        if not earlier_export:
-            raise FileExistsError(f"{out_dir} holds files that are not an ONNX export; --overwrite only replaces an "
-                                  "earlier export (with onnx/model.onnx): choose another folder")
+    check_output_folder(out_dir, overwrite)
+    if overwrite and out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "onnx" / "model.onnx").is_file():
+        raise FileExistsError(f"{out_dir} holds files that are not an ONNX export; --overwrite only replaces an "
+                              "earlier export (with onnx/model.onnx): choose another folder")
     native, family = load_native(model_dir)
     if not (model_dir / "tokenizer.json").is_file():
         raise FileNotFoundError(f"{model_dir} holds no tokenizer.json: save the tokenizer next to the model "
                                 "(`tokenizer.save_pretrained(folder)`), transformers.js needs it")
-    staging = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=out_dir.resolve().parent))
-    try:
+    with atomic_output_folder(out_dir, overwrite) as staging:
         (staging / "onnx").mkdir()
         export_onnx_model(native, staging / "onnx" / "model.onnx")
         if quantize:
@@ -147,9 +131,4 @@ def export_onnx(model_dir, out_dir, overwrite: bool = False, quantize: bool = Tr
         if (staging / "chat_template.jinja").is_file():  # transformers.js reads the template from here
             tokenizer_config["chat_template"] = (staging / "chat_template.jinja").read_text(encoding="utf-8")
         (staging / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir

@@ -5,16 +5,16 @@ of the blocks gets int8 weights (per output channel) and int8 dynamically quanti
 kernels (no hand-written int8 matmul). The output head stays float where it shares its weight with the token
 embeddings (GPT's tied head), since an int8 copy would untie it. The folder is an ordinary model folder whose
 `config.json` records the `quantization_config`: `AutoModelForCausalLM.from_pretrained(folder)` loads it quantized
-(torchao installed), and `generate()` works as before. Weights are saved as `pytorch_model.bin` (torchao's tensor
-subclasses are pickled; transformers' safetensors path does not take this config).
+(torchao installed), and `generate()` works as before. The int8 weights and their scales are saved in
+`model.safetensors` (transformers 5 stores torchao's tensors there).
 用 torchao 把线性层量化为 int8（CPU 推理），保存后可直接 from_pretrained 加载并生成。
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
+
+from .utils import atomic_output_folder, check_output_folder
 
 QUANTIZATION_METHODS = ("int8-dynamic",)
 
@@ -41,32 +41,22 @@ def quantize_model(model_dir, out_dir, method: str = "int8-dynamic", overwrite: 
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .families import FAMILIES
+    from .families import family_of_folder
     from .tokenization_scratch import load_tokenizer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ValueError(f"{model_dir} is not a model folder (no config.json)")
+    if method not in QUANTIZATION_METHODS:
+        raise ValueError(f"unknown quantization method {method!r}; choose one of {', '.join(QUANTIZATION_METHODS)}")
+    family_of_folder(model_dir, "quantize")  # ours or its native counterpart, else a clear error
     config = AutoConfig.from_pretrained(model_dir)
-    if config.model_type not in FAMILIES:
-        raise ValueError(f"{model_dir / 'config.json'} has model_type={config.model_type!r}; quantize knows "
-                         f"{', '.join(FAMILIES)}")
-    if out_dir.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it, or choose another folder")
-        saved = out_dir / "config.json"
-        earlier = saved.is_file() and "quantization_config" in saved.read_text(encoding="utf-8", errors="ignore")
-        if any(out_dir.iterdir()) and not earlier:
-            raise FileExistsError(f"{out_dir} holds files that are not a quantized model; choose another folder")
+    check_output_folder(out_dir, overwrite)
+    saved = out_dir / "config.json"
+    earlier = saved.is_file() and "quantization_config" in saved.read_text(encoding="utf-8", errors="ignore")
+    if overwrite and out_dir.is_dir() and any(out_dir.iterdir()) and not earlier:
+        raise FileExistsError(f"{out_dir} holds files that are not a quantized model; choose another folder")
     tokenizer = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=quantization_config(method, config))
-    staging = Path(tempfile.mkdtemp(prefix=".quantize-", dir=out_dir.resolve().parent))
-    try:
-        model.save_pretrained(staging, safe_serialization=False)
+    with atomic_output_folder(out_dir, overwrite) as staging:
+        model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir

@@ -1,4 +1,10 @@
-"""Presets of both families by one name, and parameter counts that never allocate weights."""
+"""Presets of both families by one name, parameter counts that never allocate weights, and output folders that are
+written whole or not at all."""
+
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
 
 import torch
 from transformers import PretrainedConfig
@@ -35,3 +41,38 @@ def count_parameters(config: str | PretrainedConfig, exclude_embeddings: bool = 
     with torch.device("meta"):
         model = model_class(config)
     return model.num_parameters(exclude_embeddings=exclude_embeddings)
+
+
+def check_output_folder(output: Path, overwrite: bool, sources=()) -> Path:
+    """Refuse to replace a non-empty folder without `overwrite`, and never one that holds an input."""
+    output = Path(output).resolve()
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"{output} exists and is not a folder.")
+    for source in sources:
+        source = Path(source).resolve()
+        if output == source or output in source.parents:
+            raise ValueError(f"The output folder {output} would replace the input {source}; choose another folder.")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output} already exists and is not empty; pass --overwrite (overwrite=True) "
+                              f"to replace it.")
+    return output
+
+
+@contextlib.contextmanager
+def atomic_output_folder(output: Path, overwrite: bool = False, sources=()):
+    """Yield a temporary sibling folder; on success it replaces `output`, on error it vanishes.
+
+    Nothing half-written is ever left at `output`.
+    先写入临时目录，成功后再替换目标目录；出错时不留下半成品。
+    """
+    output = check_output_folder(output, overwrite, sources)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        yield staging
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

@@ -71,3 +71,41 @@ def test_native_gpt2_uses_its_default_gelu_new_and_the_control_our_fused_gelu_wi
         logits = [m.eval()(input_ids=ids).logits for m in (ours, native, control)]
     assert torch.equal(logits[0], logits[2])  # same kernels, same weights
     assert (logits[0] - logits[1]).abs().max() < 1e-5  # the two tanh-GELU formulas differ only by rounding
+
+
+def test_runtimes_benchmark_measures_every_installed_runtime_against_pytorch_fp32(tmp_path):
+    """benchmarks/runtimes.py on a tiny model: one row per runtime that is installed here, each with its file size,
+    speed, greedy agreement with PyTorch fp32 and validation loss; PyTorch fp32 agrees with itself."""
+    import importlib.util as util
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    import scratchformers as sf
+    from scratchformers.tokenization_scratch import train_tokenizer_from_iterator
+
+    text = "\n".join(f"Line {i}: the cat sat on the mat and looked at the dog." for i in range(40))
+    (tmp_path / "val.txt").write_text(text)
+    tokenizer = train_tokenizer_from_iterator([text], vocab_size=300)
+    config = sf.config_from_preset("llama2-tiny", vocab_size=len(tokenizer), num_hidden_layers=2,
+                                   max_position_embeddings=64, bos_token_id=tokenizer.bos_token_id,
+                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    spec = util.spec_from_file_location("runtimes", BENCH.with_name("runtimes.py"))
+    runtimes = util.module_from_spec(spec)
+    spec.loader.exec_module(runtimes)
+    record = runtimes.main([str(tmp_path / "model"), "--validation_file", str(tmp_path / "val.txt"), "--prompts", "3",
+                            "--max_new_tokens", "4", "--validation_chars", "600", "--results_dir", str(tmp_path / "out")])
+
+    names = [row["runtime"] for row in record["rows"]]
+    expected = 1 + bool(util.find_spec("torchao")) + 2 * bool(util.find_spec("llama_cpp"))
+    expected += 2 * bool(shutil.which("node") and (BENCH.parents[1] / "js" / "node_modules").is_dir())
+    assert names[0] == "PyTorch fp32 generate()" and len(names) == expected, names
+    assert record["rows"][0]["identical"] == "3/3" and record["rows"][0]["matching_prefix"] == 1.0
+    for row in record["rows"]:
+        assert row["size_mb"] > 0 and row["tokens_per_s"] > 0 and math.isfinite(row["nats_per_char"]), row
+        assert 0.0 <= row["matching_prefix"] <= 1.0
+    fp32 = record["rows"][0]["nats_per_char"]
+    assert all(abs(row["nats_per_char"] - fp32) < 0.05 for row in record["rows"])  # the same model in each runtime
+    assert len(list((tmp_path / "out").glob("runtimes_*.json"))) == 1

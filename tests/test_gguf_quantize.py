@@ -1,7 +1,14 @@
 """GGUF export that llama.cpp itself runs (through llama-cpp-python) with PyTorch's greedy tokens, its embedded
-tokenizer, and int8 weights with torchao; bad input is refused before anything is written."""
+tokenizer, and int8 weights with torchao; bad input is refused before anything is written.
 
+llama-cpp-python compiles llama.cpp when installed, so the dev extra leaves it out: without it the llama.cpp tests
+skip, unless SCRATCHFORMERS_REQUIRE_GGUF=1 (set by .ci/run, which installs it), which makes its absence a failure.
+"""
+
+import contextlib
+import importlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +26,15 @@ from scratchformers.training.common import load_pretrained
 from scratchformers.training.pretrain import run_pretrain
 from scratchformers.training.synthetic import make_story_corpus
 
-llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install -e '.[dev]')")
+
+
+def need_llama_cpp():
+    try:
+        return importlib.import_module("llama_cpp")
+    except ImportError:
+        if os.environ.get("SCRATCHFORMERS_REQUIRE_GGUF") == "1":
+            pytest.fail("llama-cpp-python is missing, and SCRATCHFORMERS_REQUIRE_GGUF=1")
+        pytest.skip("llama-cpp-python is not installed (pip install 'scratchformers[gguf]')")
 
 OVERRIDES = {
     "gpt-micro": "num_hidden_layers=2,hidden_size=64,num_attention_heads=4",
@@ -69,36 +84,38 @@ def torch_greedy(model, ids, new_tokens, eos, pad):
     return [t for t in out[0, ids.shape[1]:].tolist() if t != eos]
 
 
-def open_gguf(path):
-    return llama_cpp.Llama(model_path=str(path), n_ctx=128, n_threads=1, logits_all=True, verbose=False)
+def open_gguf(path, **kwargs):
+    """llama.cpp's model, closed at the end of the `with` (freed late, at interpreter exit, it raises)."""
+    options = dict(n_ctx=128, n_threads=1, logits_all=True, verbose=False) | kwargs
+    return contextlib.closing(need_llama_cpp().Llama(model_path=str(path), **options))
 
 
 def test_llama_cpp_runs_the_f16_gguf_with_pytorchs_greedy_tokens_and_logits(trained, tmp_path):
     path = export_gguf(trained, tmp_path / "model-f16.gguf", dtype="f16")
     model, tokenizer = load_pretrained(trained).eval(), load_tokenizer(trained)
-    llm = open_gguf(path)
-    for prompt in PROMPTS:
-        ids = prompt_ids(tokenizer, prompt)
-        expected = torch_greedy(model, ids, 32, tokenizer.eos_token_id, tokenizer.pad_token_id)
-        assert llama_cpp_greedy(llm, ids[0].tolist(), 32, tokenizer.eos_token_id) == expected, prompt
-    ids = prompt_ids(tokenizer, PROMPTS[2])
-    llm.reset()
-    llm.eval(ids[0].tolist())
+    with open_gguf(path) as llm:
+        for prompt in PROMPTS:
+            ids = prompt_ids(tokenizer, prompt)
+            expected = torch_greedy(model, ids, 32, tokenizer.eos_token_id, tokenizer.pad_token_id)
+            assert llama_cpp_greedy(llm, ids[0].tolist(), 32, tokenizer.eos_token_id) == expected, prompt
+        ids = prompt_ids(tokenizer, PROMPTS[2])
+        llm.reset()
+        llm.eval(ids[0].tolist())
+        got = np.array(llm.scores[: ids.shape[1]])
     with torch.no_grad():
         reference = model(ids).logits[0].numpy()
-    got = np.array(llm.scores[: ids.shape[1]])
-    assert np.abs(got - reference).max() < 2e-2  # float16 weights: the stated tolerance of the f16 export
+    assert np.abs(got - reference).max() < 1e-2  # float16 weights: the stated tolerance (measured 1.1e-3 to 1.3e-3)
 
 
 def test_the_embedded_tokenizer_tokenizes_like_autotokenizer(trained, tmp_path):
     path = export_gguf(trained, tmp_path / "model.gguf")
     tokenizer = load_tokenizer(trained)
-    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     expected = tokenizer(MIXED, add_special_tokens=False)["input_ids"]
-    assert llm.tokenize(MIXED.encode("utf-8"), add_bos=False, special=False) == expected
-    assert llm.detokenize(expected).decode("utf-8") == MIXED
-    assert llm.token_eos() == tokenizer.eos_token_id
-    assert llm.metadata["tokenizer.chat_template"] == (trained / "chat_template.jinja").read_text()
+    with open_gguf(path, vocab_only=True) as llm:
+        assert llm.tokenize(MIXED.encode("utf-8"), add_bos=False, special=False) == expected
+        assert llm.detokenize(expected).decode("utf-8") == MIXED
+        assert llm.token_eos() == tokenizer.eos_token_id
+        assert llm.metadata["tokenizer.chat_template"] == (trained / "chat_template.jinja").read_text()
 
 
 def test_q8_0_is_smaller_and_runs_its_agreement_is_measured_not_assumed(trained, tmp_path):
@@ -107,11 +124,13 @@ def test_q8_0_is_smaller_and_runs_its_agreement_is_measured_not_assumed(trained,
     assert q8.stat().st_size < f16.stat().st_size
     tokenizer = load_tokenizer(trained)
     ids = prompt_ids(tokenizer, PROMPTS[0])[0].tolist()
-    tokens = llama_cpp_greedy(open_gguf(q8), ids, 16, tokenizer.eos_token_id)
+    with open_gguf(q8) as llm:
+        tokens = llama_cpp_greedy(llm, ids, 16, tokenizer.eos_token_id)
     assert all(0 <= t < len(tokenizer) for t in tokens)  # equality with f16 is benchmarks/runtimes.py's figure
 
 
 def test_gguf_bad_input_is_refused_and_nothing_is_written(trained, tmp_path):
+    pytest.importorskip("gguf", reason="gguf is not installed (pip install -e '.[dev]')")
     out = tmp_path / "out.gguf"
     with pytest.raises(ValueError, match="unsupported GGUF dtype 'q4_k'"):
         export_gguf(trained, out, dtype="q4_k")
@@ -146,7 +165,7 @@ def test_int8_dynamic_is_smaller_close_to_fp32_and_still_generates(trained, tmp_
                         ("Once upon a time there was a cat", "Lily had a red ball and a big dog")])
     with torch.no_grad():
         a, b = fp32(ids).logits, int8(ids).logits
-    assert (a - b).abs().max() < 0.25 and not torch.equal(a, b)  # stated tolerance; int8 really changed the numbers
+    assert (a - b).abs().max() < 0.1 and not torch.equal(a, b)  # stated tolerance (measured 0.024-0.039); int8 changed them
     assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.8
     weights = lambda folder: sum(p.stat().st_size for p in Path(folder).iterdir() if p.suffix in (".bin", ".safetensors"))  # noqa: E731
     assert weights(out) < 0.6 * weights(trained)
@@ -154,3 +173,29 @@ def test_int8_dynamic_is_smaller_close_to_fp32_and_still_generates(trained, tmp_
     assert generated.shape[1] > 2
     with pytest.raises(FileExistsError, match="pass --overwrite"):
         quantize_model(trained, out)
+
+
+def test_quantize_bad_input_is_refused_and_nothing_is_written(trained, tmp_path):
+    pytest.importorskip("torchao", reason="torchao is not installed (pip install -e '.[dev]')")
+    from scratchformers.quantization import quantize_model
+
+    out = tmp_path / "int8"
+    with pytest.raises(ValueError, match="unknown quantization method 'int4'"):
+        quantize_model(trained, out, method="int4")
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match="model_type='bert'; quantize knows"):
+        quantize_model(bert, out)
+    no_tokenizer = tmp_path / "no_tokenizer"
+    shutil.copytree(trained, no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*"))
+    with pytest.raises((FileNotFoundError, OSError), match="tokenizer"):
+        quantize_model(no_tokenizer, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bert", "no_tokenizer"]  # no output, no staging folder
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        quantize_model(trained, out)
+    with pytest.raises(FileExistsError, match="not a quantized model"):
+        quantize_model(trained, out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine"

@@ -178,7 +178,7 @@ def test_bad_input_is_refused_and_nothing_is_written(exported, tmp_path):
     shutil.copytree(model_dir, no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*"))
     with pytest.raises(FileNotFoundError, match="holds no tokenizer.json"):
         export_onnx(no_tokenizer, out)
-    assert not out.exists() and not list(tmp_path.glob(".onnx-export-*"))  # no output, no staging left behind
+    assert not out.exists() and not list(tmp_path.glob(".*"))  # no output, no staging folder left behind
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="pass --overwrite"):
@@ -198,7 +198,7 @@ def test_the_cli_exports_and_the_export_pushes_with_the_push_command(exported, t
     assert main(["export", "onnx", str(model_dir), str(tmp_path / "cli")]) == 0
     assert "node js/generate.mjs" in capsys.readouterr().out
     assert main(["export", "onnx", str(model_dir), str(tmp_path / "cli")]) == 2
-    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert "already exists and is not empty; pass --overwrite" in capsys.readouterr().err
     stage_model_folder(tmp_path / "cli", tmp_path / "staged", repo_id="alice/tiny-onnx")
     assert (tmp_path / "staged" / "onnx" / "model_quantized.onnx").is_file()
     card = ModelCard.load(tmp_path / "staged" / "README.md")

@@ -353,6 +353,10 @@ def test_strings_given_as_files_are_always_files(tmp_path):
     assert_learned_marker(train_tokenizer([str(corpus)], vocab_size=300, show_progress=False))
     with pytest.raises(FileNotFoundError, match="see notes.txt for more"):
         train_tokenizer([str(corpus), "see notes.txt for more"], show_progress=False)
+    # a text where a file belongs, even one too long to be a file name, says where texts go
+    for text in ("First line\nsecond line", "word " * 100):
+        with pytest.raises(FileNotFoundError, match="train_tokenizer_from_iterator takes texts in memory"):
+            train_tokenizer([text], show_progress=False)
 
 
 # --- errors ----------------------------------------------------------------------------------------------------------
