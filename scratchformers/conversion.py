@@ -64,45 +64,27 @@ def gpt2_config_to_gpt(config: GPT2Config) -> GPTConfig:
     return GPTConfig(**{ours: getattr(config, gpt2) for gpt2, ours in _GPT2_NAMES.items()}, **_common(config))
 
 
+# the fields Llama2Config and LlamaConfig share, under the same names (the point of HF-standard names)
+_LLAMA_FIELDS = (
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+    "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_parameters", "attention_bias", "mlp_bias",
+    "attention_dropout",
+)
+
+
+def _llama_fields(config) -> dict:
+    return {name: copy.deepcopy(getattr(config, name)) for name in _LLAMA_FIELDS}
+
+
 def llama2_config_to_llama(config: Llama2Config) -> LlamaConfig:
     """Our `Llama2Config` as transformers' `LlamaConfig` (`hidden_dropout`, a training-only regulariser that native
     Llama lacks, is left out: inference is the same)."""
-    return LlamaConfig(
-        hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads,
-        num_key_value_heads=config.num_key_value_heads,
-        head_dim=config.head_dim,
-        hidden_act=config.hidden_act,
-        max_position_embeddings=config.max_position_embeddings,
-        rms_norm_eps=config.rms_norm_eps,
-        rope_parameters=copy.deepcopy(config.rope_parameters),
-        attention_bias=config.attention_bias,
-        mlp_bias=config.mlp_bias,
-        attention_dropout=config.attention_dropout,
-        **_common(config),
-    )
+    return LlamaConfig(**_llama_fields(config), **_common(config))
 
 
 def llama_config_to_llama2(config: LlamaConfig) -> Llama2Config:
     """transformers' `LlamaConfig` as our `Llama2Config`, RoPE scaling included."""
-    return Llama2Config(
-        hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads,
-        num_key_value_heads=config.num_key_value_heads,
-        head_dim=config.head_dim,
-        hidden_act=config.hidden_act,
-        max_position_embeddings=config.max_position_embeddings,
-        rms_norm_eps=config.rms_norm_eps,
-        rope_parameters=copy.deepcopy(config.rope_parameters),
-        attention_bias=config.attention_bias,
-        mlp_bias=config.mlp_bias,
-        attention_dropout=config.attention_dropout,
-        **_common(config),
-    )
+    return Llama2Config(**_llama_fields(config), **_common(config))
 
 
 def gpt2_state_dict_to_gpt(state_dict: dict) -> dict:

@@ -106,3 +106,34 @@ def make_byte_tokenizer():
 @pytest.fixture(scope="session")
 def byte_tokenizer():
     return make_byte_tokenizer()
+
+
+# a small model of each family, for the export tests (ONNX, GGUF, int8)
+SMALL_OVERRIDES = {
+    "gpt-micro": "num_hidden_layers=2,hidden_size=64,num_attention_heads=4",
+    "llama2-tiny": "num_hidden_layers=2,hidden_size=64,num_attention_heads=4,num_key_value_heads=2,intermediate_size=128",
+}
+
+
+def train_small_model(folder, preset: str, text: str, vocab_size: int):
+    """Train a tokenizer and 60 steps of `preset` on `text` in `folder`, so greedy decoding is not one repeated
+    token; returns the model folder."""
+    from transformers import TrainingArguments
+
+    from scratchformers.tokenization_scratch import train_tokenizer
+    from scratchformers.training.arguments import ModelArguments, PretrainDataArguments
+    from scratchformers.training.pretrain import run_pretrain
+
+    (folder / "train.txt").write_text(text, encoding="utf-8")
+    train_tokenizer([folder / "train.txt"], vocab_size=vocab_size, show_progress=False).save_pretrained(folder / "tok")
+    run_pretrain(
+        ModelArguments(preset=preset, config_overrides=SMALL_OVERRIDES[preset],
+                       tokenizer_name_or_path=str(folder / "tok")),
+        PretrainDataArguments(train_files=[str(folder / "train.txt")], block_size=128, sample_max_new_tokens=4,
+                              validation_split_percentage=0, overwrite=True),
+        TrainingArguments(output_dir=str(folder / "model"), max_steps=60, per_device_train_batch_size=8,
+                          learning_rate=3e-3, save_strategy="no", report_to=[], use_cpu=True, seed=1,
+                          disable_tqdm=True, logging_steps=20),
+        verbose=False,
+    )
+    return folder / "model"

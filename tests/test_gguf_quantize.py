@@ -15,17 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import TrainingArguments
 
 import scratchformers  # noqa: F401  (registers the Auto classes)
+from conftest import train_small_model
 from scratchformers.generation import prompt_ids
 from scratchformers.gguf_export import export_gguf
-from scratchformers.tokenization_scratch import load_tokenizer, train_tokenizer
-from scratchformers.training.arguments import ModelArguments, PretrainDataArguments
+from scratchformers.tokenization_scratch import load_tokenizer
 from scratchformers.training.common import load_pretrained
-from scratchformers.training.pretrain import run_pretrain
 from scratchformers.training.synthetic import make_story_corpus
-
 
 
 def need_llama_cpp():
@@ -36,10 +33,6 @@ def need_llama_cpp():
             pytest.fail("llama-cpp-python is missing, and SCRATCHFORMERS_REQUIRE_GGUF=1")
         pytest.skip("llama-cpp-python is not installed (pip install 'scratchformers[gguf]')")
 
-OVERRIDES = {
-    "gpt-micro": "num_hidden_layers=2,hidden_size=64,num_attention_heads=4",
-    "llama2-tiny": "num_hidden_layers=2,hidden_size=64,num_attention_heads=4,num_key_value_heads=2,intermediate_size=128",
-}
 PROMPTS = ["Once upon a time", "小猫和小狗在公园里玩。",
            "Lily had a red ball. She went to the park with her dog. The dog ran after the ball and Lily laughed. Then"]
 MIXED = "Tom saw 3 frogs 🐸 near the 红楼梦 pond, café ☕ and \t tabs\n新的一天!"
@@ -49,19 +42,7 @@ MIXED = "Tom saw 3 frogs 🐸 near the 红楼梦 pond, café ☕ and \t tabs\n�
 def trained(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"gguf-{request.param}")
     stories = "\n\n".join(make_story_corpus(300, seed=8)) + "\n\n" + "小猫和小狗在公园里玩。红楼梦 🐸\n" * 20
-    (folder / "train.txt").write_text(stories, encoding="utf-8")
-    train_tokenizer([folder / "train.txt"], vocab_size=420, show_progress=False).save_pretrained(folder / "tok")
-    run_pretrain(
-        ModelArguments(preset=request.param, config_overrides=OVERRIDES[request.param],
-                       tokenizer_name_or_path=str(folder / "tok")),
-        PretrainDataArguments(train_files=[str(folder / "train.txt")], block_size=128, sample_max_new_tokens=4,
-                              validation_split_percentage=0, overwrite=True),
-        TrainingArguments(output_dir=str(folder / "model"), max_steps=60, per_device_train_batch_size=8,
-                          learning_rate=3e-3, save_strategy="no", report_to=[], use_cpu=True, seed=1,
-                          disable_tqdm=True, logging_steps=20),
-        verbose=False,
-    )
-    return folder / "model"
+    return train_small_model(folder, request.param, stories, vocab_size=420)
 
 
 def llama_cpp_greedy(model, ids: list[int], new_tokens: int, eos: int) -> list[int]:

@@ -15,24 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import TrainingArguments
 
 import scratchformers  # noqa: F401  (registers the Auto classes)
+from conftest import train_small_model
 from scratchformers.generation import prompt_ids
 from scratchformers.onnx_export import export_onnx
-from scratchformers.tokenization_scratch import load_tokenizer, train_tokenizer
-from scratchformers.training.arguments import ModelArguments, PretrainDataArguments
+from scratchformers.tokenization_scratch import load_tokenizer
 from scratchformers.training.common import load_pretrained
-from scratchformers.training.pretrain import run_pretrain
 from scratchformers.training.synthetic import make_story_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 JS = ROOT / "js"
 ARTIFACTS = ROOT / "test-artifacts"
-OVERRIDES = {
-    "gpt-micro": "num_hidden_layers=2,hidden_size=64,num_attention_heads=4",
-    "llama2-tiny": "num_hidden_layers=2,hidden_size=64,num_attention_heads=4,num_key_value_heads=2,intermediate_size=128",
-}
 PROMPTS = [
     "Once upon a time",
     "小猫和小狗在公园里玩。",  # Chinese: bytes the English stories never merged
@@ -59,18 +53,7 @@ def exported(request, tmp_path_factory):
     """A small model of each family, trained a little on stories (so greedy decoding is not one repeated token),
     and its ONNX export."""
     folder = tmp_path_factory.mktemp(request.param)
-    (folder / "train.txt").write_text("\n\n".join(make_story_corpus(300, seed=8)) + "\n", encoding="utf-8")
-    train_tokenizer([folder / "train.txt"], vocab_size=400, show_progress=False).save_pretrained(folder / "tok")
-    run_pretrain(
-        ModelArguments(preset=request.param, config_overrides=OVERRIDES[request.param],
-                       tokenizer_name_or_path=str(folder / "tok")),
-        PretrainDataArguments(train_files=[str(folder / "train.txt")], block_size=128, sample_max_new_tokens=4,
-                              validation_split_percentage=0, overwrite=True),
-        TrainingArguments(output_dir=str(folder / "model"), max_steps=60, per_device_train_batch_size=8,
-                          learning_rate=3e-3, save_strategy="no", report_to=[], use_cpu=True, seed=1,
-                          disable_tqdm=True, logging_steps=20),
-        verbose=False,
-    )
+    train_small_model(folder, request.param, "\n\n".join(make_story_corpus(300, seed=8)) + "\n", vocab_size=400)
     export_onnx(folder / "model", folder / "onnx_export")
     return folder / "model", folder / "onnx_export"
 
