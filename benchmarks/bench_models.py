@@ -18,7 +18,7 @@ Run from the repository root:
     python benchmarks/bench_models.py            # full run, a few minutes on 2 cores
     python benchmarks/bench_models.py --quick    # under 3 minutes
     python benchmarks/bench_models.py --smoke    # seconds; what tests/test_benchmarks.py runs
-Add `--threads 1` on a machine shared with other busy processes (see the README, "Shared machines").
+Add `--threads 1` on a machine shared with other busy processes (see benchmarks/README.md, "Shared machines").
 """
 
 import argparse
@@ -395,7 +395,8 @@ def machine_info() -> dict:
         transformers=transformers.__version__,
         python=platform.python_version(),
         platform=platform.platform(),
-        # the memory allocator decides how often large tensors page-fault, which moves every figure (see README)
+        # the memory allocator decides how often large tensors page-fault, which moves every figure
+        # (see benchmarks/README.md)
         allocator_env={k: v for k, v in os.environ.items() if k in ALLOCATOR_ENV},
     )
 
