@@ -137,3 +137,16 @@ def train_small_model(folder, preset: str, text: str, vocab_size: int):
         verbose=False,
     )
     return folder / "model"
+
+
+def bad_model_folders(model_dir, tmp_path):
+    """Two folders an export must refuse: `bert` (a model type of neither family) and `no_tokenizer` (a copy of
+    `model_dir` without its tokenizer files)."""
+    import shutil
+
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"model_type": "bert"}')
+    no_tokenizer = tmp_path / "no_tokenizer"
+    shutil.copytree(model_dir, no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*"))
+    return bert, no_tokenizer

@@ -9,7 +9,6 @@ import contextlib
 import importlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 import torch
 
 import scratchformers  # noqa: F401  (registers the Auto classes)
-from conftest import train_small_model
+from conftest import bad_model_folders, train_small_model
 from scratchformers.generation import prompt_ids
 from scratchformers.gguf_export import export_gguf
 from scratchformers.tokenization_scratch import load_tokenizer
@@ -115,13 +114,9 @@ def test_gguf_bad_input_is_refused_and_nothing_is_written(trained, tmp_path):
     out = tmp_path / "out.gguf"
     with pytest.raises(ValueError, match="unsupported GGUF dtype 'q4_k'"):
         export_gguf(trained, out, dtype="q4_k")
-    bert = tmp_path / "bert"
-    bert.mkdir()
-    (bert / "config.json").write_text('{"model_type": "bert"}')
+    bert, no_tokenizer = bad_model_folders(trained, tmp_path)
     with pytest.raises(ValueError, match="model_type='bert'; GGUF export knows"):
         export_gguf(bert, out)
-    no_tokenizer = tmp_path / "no_tokenizer"
-    shutil.copytree(trained, no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*"))
     with pytest.raises(FileNotFoundError, match="holds no tokenizer.json"):
         export_gguf(no_tokenizer, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bert", "no_tokenizer"]  # no file, no staging left
@@ -163,13 +158,9 @@ def test_quantize_bad_input_is_refused_and_nothing_is_written(trained, tmp_path)
     out = tmp_path / "int8"
     with pytest.raises(ValueError, match="unknown quantization method 'int4'"):
         quantize_model(trained, out, method="int4")
-    bert = tmp_path / "bert"
-    bert.mkdir()
-    (bert / "config.json").write_text('{"model_type": "bert"}')
+    bert, no_tokenizer = bad_model_folders(trained, tmp_path)
     with pytest.raises(ValueError, match="model_type='bert'; quantize knows"):
         quantize_model(bert, out)
-    no_tokenizer = tmp_path / "no_tokenizer"
-    shutil.copytree(trained, no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*"))
     with pytest.raises((FileNotFoundError, OSError), match="tokenizer"):
         quantize_model(no_tokenizer, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bert", "no_tokenizer"]  # no output, no staging folder

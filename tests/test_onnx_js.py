@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import scratchformers  # noqa: F401  (registers the Auto classes)
-from conftest import train_small_model
+from conftest import bad_model_folders, train_small_model
 from scratchformers.generation import prompt_ids
 from scratchformers.onnx_export import export_onnx
 from scratchformers.tokenization_scratch import load_tokenizer
@@ -152,13 +152,9 @@ def test_bad_input_is_refused_and_nothing_is_written(exported, tmp_path):
     (tmp_path / "no_model").mkdir()
     with pytest.raises(ValueError, match="is not a model folder"):
         export_onnx(tmp_path / "no_model", out)
-    bert = tmp_path / "bert"
-    bert.mkdir()
-    (bert / "config.json").write_text('{"model_type": "bert"}')
+    bert, no_tokenizer = bad_model_folders(model_dir, tmp_path)
     with pytest.raises(ValueError, match="model_type='bert'; ONNX export knows"):
         export_onnx(bert, out)
-    no_tokenizer = tmp_path / "no_tokenizer"
-    shutil.copytree(model_dir, no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*"))
     with pytest.raises(FileNotFoundError, match="holds no tokenizer.json"):
         export_onnx(no_tokenizer, out)
     assert not out.exists() and not list(tmp_path.glob(".*"))  # no output, no staging folder left behind
