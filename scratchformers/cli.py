@@ -353,7 +353,7 @@ def main(argv=None) -> int:
     try:
         parsed = parse_command(command, argv[1:])
         run_command(command, parsed)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError, ConnectionError) as error:
         print(f"scratchformers {command}: error: {error}", file=sys.stderr)
         return 2
     return 0

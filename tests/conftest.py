@@ -150,3 +150,26 @@ def bad_model_folders(model_dir, tmp_path):
     no_tokenizer = tmp_path / "no_tokenizer"
     shutil.copytree(model_dir, no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*"))
     return bert, no_tokenizer
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A folder served over HTTP on localhost while the test runs: `(folder, base_url)`; the stand-in for a download
+    address (the tests have no internet)."""
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

@@ -167,6 +167,22 @@ def test_nats_per_character_windows_equal_one_pass_when_the_context_is_long(byte
     assert windowed["nats_per_char"] != pytest.approx(scored["nats_per_char"], rel=1e-6)
 
 
+def test_split_text_reads_an_http_url_and_names_it_when_the_download_fails(tmp_path, http_folder):
+    folder, url = http_folder
+    text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 20
+    (folder / "input.txt").write_text(text, encoding="utf-8")
+    train, validation = split_text_file(f"{url}/input.txt", tmp_path / "split", 10)
+    assert train.read_text(encoding="utf-8") + validation.read_text(encoding="utf-8") == text
+    with pytest.raises(ConnectionError, match=r"could not download .*/missing.txt: HTTP 404"):
+        split_text_file(f"{url}/missing.txt", tmp_path / "other", 10)
+    (folder / "latin1.txt").write_bytes("café".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt: not UTF-8"):
+        split_text_file(f"{url}/latin1.txt", tmp_path / "other", 10)
+    with pytest.raises(ConnectionError, match=r"could not download http://127.0.0.1:9/x.txt: .*pass its path"):
+        split_text_file("http://127.0.0.1:9/x.txt", tmp_path / "other", 10)
+    assert not (tmp_path / "other").exists()
+
+
 def test_reference_points_read_label_time_and_value():
     assert parse_reference_point("nanoGPT baby GPT (CPU)@1m35s=1.886") == ("nanoGPT baby GPT (CPU)", 95.0, 1.886)
     with pytest.raises(ValueError, match="LABEL@TIME=NATS_PER_CHAR"):

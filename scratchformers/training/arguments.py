@@ -28,7 +28,9 @@ class TokenizerArguments:
 class SplitTextArguments:
     """Cut one text file into train and validation files at a character position (`scratchformers split-text`)."""
 
-    input_file: str | None = field(default=None, metadata={"help": "The UTF-8 text file to split (needed)."})
+    input_file: str | None = field(
+        default=None, metadata={"help": "The UTF-8 text file, or an http(s) URL of one, to split (needed)."}
+    )
     output_dir: str | None = field(default=None, metadata={"help": "Folder for train.txt and validation.txt (needed)."})
     validation_percentage: float = field(
         default=10.0, metadata={"help": "The last this-many percent of the characters become validation.txt."}

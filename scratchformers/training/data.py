@@ -33,20 +33,25 @@ def load_text_dataset(paths, text_column: str = "text", split_by: str = "paragra
 def split_text_file(path, output_dir, validation_percentage: float = 10.0, overwrite: bool = False):
     """Write the first (100 - p)% of the characters of `path` to `train.txt` and the rest to `validation.txt`.
 
-    The cut is at a character position, as nanoGPT splits tinyshakespeare (first 90% / last 10%). Returns the two
-    paths. 按字符位置切分文本：前 (100-p)% 为训练集，后 p% 为验证集（与 nanoGPT 相同）。
+    `path` is a file or an http(s) URL (read once, not kept). The cut is at a character position, as nanoGPT splits
+    tinyshakespeare (first 90% / last 10%). Returns the two paths.
+    按字符位置切分文本（文件或 http(s) 网址）：前 (100-p)% 为训练集，后 p% 为验证集（与 nanoGPT 相同）。
     """
     if not 0 < validation_percentage < 100:
         raise ValueError(f"validation_percentage must be between 0 and 100, got {validation_percentage}")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"text file not found: {path}")
+    if str(path).startswith(("http://", "https://")):
+        data, source = _download(str(path)), str(path)
+    else:
+        source = Path(path)
+        if not source.is_file():
+            raise FileNotFoundError(f"text file not found: {source}")
+        data = source.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        raise ValueError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     if not text.strip():
-        raise ValueError(f"empty corpus: {path} holds no text")
+        raise ValueError(f"empty corpus: {source} holds no text")
     out = Path(output_dir)
     targets = out / "train.txt", out / "validation.txt"
     existing = [str(target) for target in targets if target.exists()]
@@ -57,6 +62,23 @@ def split_text_file(path, output_dir, validation_percentage: float = 10.0, overw
     targets[0].write_text(text[:cut], encoding="utf-8")
     targets[1].write_text(text[cut:], encoding="utf-8")
     return targets
+
+
+def _download(url: str, timeout: float = 60) -> bytes:
+    """The body of `url`; a failure names the URL and says what to do instead."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError as error:
+        raise ConnectionError(f"could not download {url}: HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ConnectionError(
+            f"could not download {url}: {reason}. Without a network, download the file elsewhere and pass its path"
+        ) from None
 
 
 def pack_dataset(dataset: Dataset, tokenizer, block_size: int, text_column: str = "text", num_proc=None) -> Dataset:

@@ -1,0 +1,112 @@
+"""Every shell command in README.md runs, in order, in an empty folder, as a user on a fresh clone would paste it.
+
+What a test cannot do it replaces, and says so here: `.venv/bin/` is this interpreter's folder; the download address
+of tinyshakespeare is a local server holding a generated text (the tests have no internet); the 10-minute budget is
+15 seconds. Set-up lines are checked, not run: the Quickstart's test command is what CI runs (tests/test_docs.py),
+`pip install` must already have installed every requirement it names, and `npm ci` must have filled js/node_modules
+(.ci/run does both). README_zh.md carries the same code blocks (tests/test_docs.py).
+"""
+
+import importlib.metadata
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from scratchformers.training.synthetic import make_story_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+FENCE = re.compile(r"^```bash[^\n]*\n(.*?)^```", re.S | re.M)
+DOWNLOAD = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+
+
+def readme_commands() -> list[str]:
+    """The README's shell commands in order: continuation lines joined, comments dropped."""
+    commands = []
+    for block in FENCE.findall((ROOT / "README.md").read_text(encoding="utf-8")):
+        for command in block.replace("\\\n", " ").splitlines():
+            command = command.split("  #")[0].strip()
+            if command and not command.startswith("#"):
+                commands.append(" ".join(command.split()))
+    return commands
+
+
+def missing_requirements(pip_command: str) -> list[str]:
+    """What `.venv/bin/pip install ...` names (extras of this package included) that is not installed here."""
+    wanted = []
+    for word in shlex.split(pip_command)[2:]:
+        if word.startswith("-"):
+            continue
+        if word.startswith(".["):
+            extras = set(word[2:-1].split(","))
+            for line in importlib.metadata.requires("scratchformers") or []:
+                requirement = Requirement(line)
+                if requirement.marker and any(requirement.marker.evaluate({"extra": e}) for e in extras):
+                    wanted.append(requirement.name)
+        elif word != ".":
+            wanted.append(Requirement(word).name)
+    missing = []
+    for name in wanted:
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    return missing
+
+
+def test_readme_commands_are_found():
+    commands = readme_commands()
+    assert commands[0].endswith("scratchformers demo") and "pytest" in commands[1]
+    assert any(DOWNLOAD in c for c in commands) and any("--time_budget 10m" in c for c in commands)
+    assert any(c.startswith("node js/generate.mjs") for c in commands)
+
+
+def test_every_readme_command_runs_on_a_fresh_folder(tmp_path, http_folder):
+    served, url = http_folder
+    (served / "input.txt").write_text("\n\n".join(make_story_corpus(1500, seed=0)), encoding="utf-8")
+    work = tmp_path / "clone"
+    work.mkdir()
+    for name in ("recipes", "js"):  # what the commands read from the repository
+        (work / name).symlink_to(ROOT / name)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    ran, not_here = [], []
+    for command in readme_commands():
+        if command.startswith("python3 -m venv"):
+            command = command.split(" && ")[-1]
+            if "pytest" in command:
+                continue
+        if command.startswith(".venv/bin/pip install"):
+            missing = missing_requirements(command)
+            assert not missing, f"`{command}` installs {missing}, which the test environment lacks"
+            continue
+        if "npm ci" in command:
+            if not (ROOT / "js" / "node_modules" / "@huggingface" / "transformers").is_dir():
+                not_here.append("js/node_modules (run the README's npm ci)")
+            continue
+        if command.startswith("node ") and (not_here or not _has("node")):
+            not_here.append(command)
+            continue
+        command = command.replace(".venv/bin/", f"{bin_dir}/").replace(DOWNLOAD, f"{url}/input.txt")
+        command = command.replace("--time_budget 10m", "--time_budget 15s")
+        result = subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, f"`{command}` failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        ran.append(command)
+    assert (work / "demo_output" / "sft" / "config.json").is_file()
+    assert (work / "runs" / "shakespeare" / "model.safetensors").is_file()
+    assert (work / "model.gguf").is_file() and (work / "model_int8").is_dir()
+    if not_here:
+        if os.environ.get("SCRATCHFORMERS_REQUIRE_JS") == "1":
+            pytest.fail(f"not run, and SCRATCHFORMERS_REQUIRE_JS=1: {not_here}")
+        pytest.skip(f"ran {len(ran)} README commands; not on this machine: {not_here}")
+
+
+def _has(program: str) -> bool:
+    from shutil import which
+
+    return which(program) is not None
