@@ -456,3 +456,35 @@ def test_push_names_a_file_given_for_a_folder_and_sends_folders_to_the_right_com
         push_model_folder(model_folder / "config.json", "alice/x", dry_run=str(tmp_path / "staged"))
     with pytest.raises(ValueError, match="is a model folder .* push it with `push`"):
         push_adapter_folder(model_folder, "alice/x", dry_run=str(tmp_path / "staged"))
+
+
+LOAD_TOKENIZER_ONLY = r"""
+import json, sys
+sys.modules["scratchformers"] = None
+from transformers import AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
+remote = sorted(name for name in sys.modules if name.startswith("transformers_modules"))
+print("RESULT" + json.dumps([type(tokenizer).__name__, tokenizer("Lily had a ball")["input_ids"], remote]))
+"""
+
+
+@pytest.mark.parametrize("stdin", ["n\n", None], ids=["answers-no", "no-input"])
+def test_a_pushed_models_tokenizer_loads_without_its_code_and_only_transformers_asks(tmp_path, model_folder, stdin):
+    """The tokenizer files need no code; the question comes from transformers 5.24, whose AutoTokenizer reads
+    config.json through AutoConfig first, and config.json's `auto_map` (which AutoModel* needs for remote code)
+    makes AutoConfig ask. Answering no, or having no input to read (the question is printed and ends at once), loads
+    the tokenizer without running anything. If the question disappears, transformers changed: update
+    docs/troubleshooting.md."""
+    staged = tmp_path / "staged"
+    assert cli.main(["push", str(model_folder), "alice/tiny", "--dry-run", "--staging-dir", str(staged)]) == 0
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_TOKENIZER_ONLY, str(staged)], input=stdin, capture_output=True, text=True,
+        timeout=120, stdin=None if stdin is not None else subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    name, ids, remote = json.loads(result.stdout.split("RESULT")[-1])
+    expected = make_byte_tokenizer()("Lily had a ball")["input_ids"]
+    assert (name, ids, remote) == ("TokenizersBackend", expected, [])
+    asked = "Do you wish to run the custom code?" in result.stdout + result.stderr
+    assert asked, "transformers no longer asks: update docs/troubleshooting.md"
