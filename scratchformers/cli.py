@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from huggingface_hub.errors import StrictDataclassError
 from transformers import HfArgumentParser, TrainingArguments
 
 from .training.arguments import (
@@ -355,6 +356,9 @@ def main(argv=None) -> int:
         run_command(command, parsed)
     except (FileNotFoundError, FileExistsError, ValueError, ConnectionError) as error:
         print(f"scratchformers {command}: error: {error}", file=sys.stderr)
+        return 2
+    except StrictDataclassError as error:  # a config value of the wrong type, e.g. hidden_size=wide
+        print(f"scratchformers {command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     return 0
 

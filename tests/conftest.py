@@ -153,9 +153,9 @@ def bad_model_folders(model_dir, tmp_path):
 
 
 @pytest.fixture
-def http_folder(tmp_path):
+def http_folder(tmp_path, monkeypatch):
     """A folder served over HTTP on localhost while the test runs: `(folder, base_url)`; the stand-in for a download
-    address (the tests have no internet)."""
+    address (the tests have no internet). A proxy set in the environment is bypassed for it."""
     import functools
     import http.server
     import threading
@@ -170,6 +170,8 @@ def http_folder(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, ",".join(filter(None, [os.environ.get(name), "127.0.0.1"])))
     yield folder, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from scratchformers.cli import COMMANDS, main, parse_command
+from scratchformers.training.common import parse_config_overrides
 from scratchformers.training.synthetic import (
     instruction_followed,
     make_instruction_checks,
@@ -128,6 +129,17 @@ def test_a_typo_in_config_overrides_names_the_closest_key(corpus, tmp_path, caps
     assert code == 2
     assert "unknown config key 'num_hiden_layers' (did you mean 'num_hidden_layers'?)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing written: the rerun needs no --overwrite
+
+
+def test_config_overrides_read_true_false_and_a_wrong_type_is_one_line_naming_the_field(corpus, tmp_path, capsys):
+    assert parse_config_overrides("tie_word_embeddings=true, hidden_dropout=0.1,rope_scaling=None,a=FALSE") == {
+        "tie_word_embeddings": True, "hidden_dropout": 0.1, "rope_scaling": None, "a": False}
+    code = main(["pretrain", "--train_files", str(corpus), "--output_dir", str(tmp_path / "out"), "--max_steps", "1",
+                 "--preset", "llama2-tiny", "--config_overrides", "hidden_size=wide"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert re.search(r"field 'hidden_size'.*expected int, got str \(value: 'wide'\)", err), err
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_training_file_is_a_clear_error(tmp_path, capsys):

@@ -184,7 +184,10 @@ def resolve_checkpoint(resume_from_checkpoint, output_dir: str):
 
 
 def parse_config_overrides(text: str | None) -> dict:
-    """`"num_hidden_layers=2,hidden_size=64"` -> {"num_hidden_layers": 2, "hidden_size": 64}."""
+    """`"num_hidden_layers=2,hidden_size=64,tie_word_embeddings=true"` -> {"num_hidden_layers": 2, ...}.
+
+    Values are Python literals; `true` / `false` / `none` / `null` in any case are also read as in YAML and JSON.
+    """
     overrides = {}
     for item in (text or "").split(","):
         if not item.strip():
@@ -192,11 +195,18 @@ def parse_config_overrides(text: str | None) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--config_overrides item {item!r} is not key=value")
+        key, value = key.strip(), value.strip()
+        if value.lower() in _WORD_LITERALS:
+            overrides[key] = _WORD_LITERALS[value.lower()]
+            continue
         try:
-            overrides[key.strip()] = ast.literal_eval(value.strip())
+            overrides[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            overrides[key.strip()] = value.strip()
+            overrides[key] = value
     return overrides
+
+
+_WORD_LITERALS = {"true": True, "false": False, "none": None, "null": None}
 
 
 def check_model_fits(config, tokenizer, block_size: int | None = None) -> None:

@@ -39,6 +39,11 @@ def split_text_file(path, output_dir, validation_percentage: float = 10.0, overw
     """
     if not 0 < validation_percentage < 100:
         raise ValueError(f"validation_percentage must be between 0 and 100, got {validation_percentage}")
+    out = Path(output_dir)
+    targets = out / "train.txt", out / "validation.txt"
+    existing = [str(target) for target in targets if target.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
     if str(path).startswith(("http://", "https://")):
         data, source = _download(str(path)), str(path)
     else:
@@ -52,11 +57,6 @@ def split_text_file(path, output_dir, validation_percentage: float = 10.0, overw
         raise ValueError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     if not text.strip():
         raise ValueError(f"empty corpus: {source} holds no text")
-    out = Path(output_dir)
-    targets = out / "train.txt", out / "validation.txt"
-    existing = [str(target) for target in targets if target.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
     cut = int(len(text) * (1 - validation_percentage / 100))
     out.mkdir(parents=True, exist_ok=True)
     targets[0].write_text(text[:cut], encoding="utf-8")
