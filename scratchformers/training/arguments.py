@@ -47,7 +47,8 @@ class ModelArguments:
     )
     preset: str = field(default="gpt-micro", metadata={"help": "Preset of a new model (gpt-micro, llama2-tiny, ...)."})
     config_overrides: str | None = field(
-        default=None, metadata={"help": "Config fields of a new model, e.g. 'num_hidden_layers=2,hidden_size=64'."}
+        default=None,
+        metadata={"help": "Config fields of a new model, e.g. 'num_hidden_layers=2,tie_word_embeddings=true'."},
     )
     tokenizer_name_or_path: str | None = field(
         default=None,
