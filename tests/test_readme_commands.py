@@ -11,6 +11,7 @@ import importlib.metadata
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -89,7 +90,7 @@ def test_every_readme_command_runs_on_a_fresh_folder(tmp_path, http_folder):
             if not (ROOT / "js" / "node_modules" / "@huggingface" / "transformers").is_dir():
                 not_here.append("js/node_modules (run the README's npm ci)")
             continue
-        if command.startswith("node ") and (not_here or not _has("node")):
+        if command.startswith("node ") and (not_here or shutil.which("node") is None):
             not_here.append(command)
             continue
         command = command.replace(".venv/bin/", f"{bin_dir}/").replace(DOWNLOAD, f"{url}/input.txt")
@@ -104,9 +105,3 @@ def test_every_readme_command_runs_on_a_fresh_folder(tmp_path, http_folder):
         if os.environ.get("SCRATCHFORMERS_REQUIRE_JS") == "1":
             pytest.fail(f"not run, and SCRATCHFORMERS_REQUIRE_JS=1: {not_here}")
         pytest.skip(f"ran {len(ran)} README commands; not on this machine: {not_here}")
-
-
-def _has(program: str) -> bool:
-    from shutil import which
-
-    return which(program) is not None
