@@ -469,8 +469,8 @@ print("RESULT" + json.dumps([type(tokenizer).__name__, tokenizer("Lily had a bal
 """
 
 
-@pytest.mark.parametrize("stdin", ["n\n", None], ids=["answers-no", "no-input"])
-def test_a_pushed_models_tokenizer_loads_without_its_code_and_only_transformers_asks(tmp_path, model_folder, stdin):
+@pytest.mark.parametrize("answer", ["n\n", None], ids=["answers-no", "no-input"])
+def test_a_pushed_models_tokenizer_loads_without_its_code_and_only_transformers_asks(tmp_path, model_folder, answer):
     """The tokenizer files need no code; the question comes from transformers 5.24, whose AutoTokenizer reads
     config.json through AutoConfig first, and config.json's `auto_map` (which AutoModel* needs for remote code)
     makes AutoConfig ask. Answering no, or having no input to read (the question is printed and ends at once), loads
@@ -479,8 +479,8 @@ def test_a_pushed_models_tokenizer_loads_without_its_code_and_only_transformers_
     staged = tmp_path / "staged"
     assert cli.main(["push", str(model_folder), "alice/tiny", "--dry-run", "--staging-dir", str(staged)]) == 0
     result = subprocess.run(
-        [sys.executable, "-c", LOAD_TOKENIZER_ONLY, str(staged)], input=stdin, capture_output=True, text=True,
-        timeout=120, stdin=None if stdin is not None else subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [sys.executable, "-c", LOAD_TOKENIZER_ONLY, str(staged)], capture_output=True, text=True, timeout=120,
+        **({"input": answer} if answer else {"stdin": subprocess.DEVNULL}), env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     name, ids, remote = json.loads(result.stdout.split("RESULT")[-1])
