@@ -252,11 +252,14 @@ def run_command(command: str, parsed) -> object:
 
 
 def _run_reporting_errors(name: str, function, *args, **kwargs) -> int:
-    """Run an export/quantize job; a bad input becomes one line on stderr and exit code 2."""
+    """Run a command; a bad input becomes one line on stderr and exit code 2."""
     try:
         function(*args, **kwargs)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError, ConnectionError) as error:
         print(f"scratchformers {name}: error: {error}", file=sys.stderr)
+        return 2
+    except StrictDataclassError as error:  # a config value of the wrong type, e.g. hidden_size=wide
+        print(f"scratchformers {name}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     return 0
 
@@ -351,16 +354,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
         return args.func(args) or 0
     command = argv[0]
-    try:
-        parsed = parse_command(command, argv[1:])
-        run_command(command, parsed)
-    except (FileNotFoundError, FileExistsError, ValueError, ConnectionError) as error:
-        print(f"scratchformers {command}: error: {error}", file=sys.stderr)
-        return 2
-    except StrictDataclassError as error:  # a config value of the wrong type, e.g. hidden_size=wide
-        print(f"scratchformers {command}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    return 0
+    return _run_reporting_errors(command, lambda: run_command(command, parse_command(command, argv[1:])))
 
 
 if __name__ == "__main__":
