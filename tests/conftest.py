@@ -1,6 +1,7 @@
 """Shared fixtures: tiny configurations of both families, their native twins, and a byte-level tokenizer."""
 
 import os
+import re
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ from scratchformers import conversion  # noqa: E402
 from transformers import GPT2ForSequenceClassification, LlamaForSequenceClassification  # noqa: E402
 
 VOCAB = 320
+# a fenced code block of a Markdown page: (info string, body)
+FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```", re.S | re.M)
 
 # Shapes exercised by the parity tests: an odd number of layers, GQA with 2 and 4 query heads per K/V head,
 # and a non-default intermediate size.
@@ -139,17 +142,37 @@ def train_small_model(folder, preset: str, text: str, vocab_size: int):
     return folder / "model"
 
 
-def bad_model_folders(model_dir, tmp_path):
-    """Two folders an export must refuse: `bert` (a model type of neither family) and `no_tokenizer` (a copy of
-    `model_dir` without its tokenizer files)."""
+def assert_refuses_bad_model_folders(export, model_dir, tmp_path, out, job: str,
+                                     missing_tokenizer=(FileNotFoundError, "holds no tokenizer.json")):
+    """The exporters' bad-input contract: `export(folder, out)` refuses `bert` (a model type of neither family,
+    named with `job`) and a copy of `model_dir` without its tokenizer files, and leaves nothing in `tmp_path`: no
+    output, no staging folder."""
     import shutil
 
+    before = sorted(p.name for p in tmp_path.iterdir())
     bert = tmp_path / "bert"
     bert.mkdir()
     (bert / "config.json").write_text('{"model_type": "bert"}')
     no_tokenizer = tmp_path / "no_tokenizer"
     shutil.copytree(model_dir, no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*"))
-    return bert, no_tokenizer
+    with pytest.raises(ValueError, match=f"model_type='bert'; {job} knows"):
+        export(bert, out)
+    error, message = missing_tokenizer
+    with pytest.raises(error, match=message):
+        export(no_tokenizer, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "bert", "no_tokenizer"])
+
+
+def assert_keeps_a_folder_it_did_not_write(export, model_dir, out, not_ours: str):
+    """`export(model_dir, out)` into a folder holding a user's file: refused without --overwrite, and with it too
+    (the error says `not_ours`), the file untouched."""
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        export(model_dir, out)
+    with pytest.raises(FileExistsError, match=not_ours):
+        export(model_dir, out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import FENCE
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.md"))
@@ -20,7 +21,6 @@ CHINESE = {page: (ROOT / "README_zh.md" if page.name == "README.md" else ROOT / 
 ALL_PAGES = ENGLISH + list(CHINESE.values())
 # `path/file.py:Name`, `path/file.py:Class.method` and `tests/test_x.py::test_name`
 REFERENCE = re.compile(r"`((?:[\w.-]+/)*[\w.-]+\.py)(::?)([\w.]+)`")
-FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```", re.S | re.M)
 SHELL = {"bash", "sh", "shell", "console"}
 
 

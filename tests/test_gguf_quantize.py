@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import scratchformers  # noqa: F401  (registers the Auto classes)
-from conftest import bad_model_folders, train_small_model
+from conftest import assert_keeps_a_folder_it_did_not_write, assert_refuses_bad_model_folders, train_small_model
 from scratchformers.generation import prompt_ids
 from scratchformers.gguf_export import export_gguf
 from scratchformers.tokenization_scratch import load_tokenizer
@@ -114,12 +114,7 @@ def test_gguf_bad_input_is_refused_and_nothing_is_written(trained, tmp_path):
     out = tmp_path / "out.gguf"
     with pytest.raises(ValueError, match="unsupported GGUF dtype 'q4_k'"):
         export_gguf(trained, out, dtype="q4_k")
-    bert, no_tokenizer = bad_model_folders(trained, tmp_path)
-    with pytest.raises(ValueError, match="model_type='bert'; GGUF export knows"):
-        export_gguf(bert, out)
-    with pytest.raises(FileNotFoundError, match="holds no tokenizer.json"):
-        export_gguf(no_tokenizer, out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bert", "no_tokenizer"]  # no file, no staging left
+    assert_refuses_bad_model_folders(export_gguf, trained, tmp_path, out, "GGUF export")
     out.write_bytes(b"mine")
     with pytest.raises(FileExistsError, match="pass --overwrite"):
         export_gguf(trained, out)
@@ -158,16 +153,6 @@ def test_quantize_bad_input_is_refused_and_nothing_is_written(trained, tmp_path)
     out = tmp_path / "int8"
     with pytest.raises(ValueError, match="unknown quantization method 'int4'"):
         quantize_model(trained, out, method="int4")
-    bert, no_tokenizer = bad_model_folders(trained, tmp_path)
-    with pytest.raises(ValueError, match="model_type='bert'; quantize knows"):
-        quantize_model(bert, out)
-    with pytest.raises((FileNotFoundError, OSError), match="tokenizer"):
-        quantize_model(no_tokenizer, out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bert", "no_tokenizer"]  # no output, no staging folder
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="pass --overwrite"):
-        quantize_model(trained, out)
-    with pytest.raises(FileExistsError, match="not a quantized model"):
-        quantize_model(trained, out, overwrite=True)
-    assert (out / "notes.txt").read_text() == "mine"
+    assert_refuses_bad_model_folders(quantize_model, trained, tmp_path, out, "quantize",
+                                     missing_tokenizer=((FileNotFoundError, OSError), "tokenizer"))
+    assert_keeps_a_folder_it_did_not_write(quantize_model, trained, out, "not a quantized model")

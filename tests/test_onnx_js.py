@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import scratchformers  # noqa: F401  (registers the Auto classes)
-from conftest import bad_model_folders, train_small_model
+from conftest import assert_keeps_a_folder_it_did_not_write, assert_refuses_bad_model_folders, train_small_model
 from scratchformers.generation import prompt_ids
 from scratchformers.onnx_export import export_onnx
 from scratchformers.tokenization_scratch import load_tokenizer
@@ -152,19 +152,8 @@ def test_bad_input_is_refused_and_nothing_is_written(exported, tmp_path):
     (tmp_path / "no_model").mkdir()
     with pytest.raises(ValueError, match="is not a model folder"):
         export_onnx(tmp_path / "no_model", out)
-    bert, no_tokenizer = bad_model_folders(model_dir, tmp_path)
-    with pytest.raises(ValueError, match="model_type='bert'; ONNX export knows"):
-        export_onnx(bert, out)
-    with pytest.raises(FileNotFoundError, match="holds no tokenizer.json"):
-        export_onnx(no_tokenizer, out)
-    assert not out.exists() and not list(tmp_path.glob(".*"))  # no output, no staging folder left behind
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="pass --overwrite"):
-        export_onnx(model_dir, out)
-    with pytest.raises(FileExistsError, match="not an ONNX export"):
-        export_onnx(model_dir, out, overwrite=True)
-    assert (out / "notes.txt").read_text() == "mine"
+    assert_refuses_bad_model_folders(export_onnx, model_dir, tmp_path, out, "ONNX export")
+    assert_keeps_a_folder_it_did_not_write(export_onnx, model_dir, out, "not an ONNX export")
 
 
 def test_the_cli_exports_and_the_export_pushes_with_the_push_command(exported, tmp_path, capsys):
