@@ -183,6 +183,9 @@ def resolve_checkpoint(resume_from_checkpoint, output_dir: str):
     return resume_from_checkpoint
 
 
+_WORD_LITERALS = {"true": True, "false": False, "none": None, "null": None}
+
+
 def parse_config_overrides(text: str | None) -> dict:
     """`"num_hidden_layers=2,hidden_size=64,tie_word_embeddings=true"` -> {"num_hidden_layers": 2, ...}.
 
@@ -205,8 +208,6 @@ def parse_config_overrides(text: str | None) -> dict:
             overrides[key] = value
     return overrides
 
-
-_WORD_LITERALS = {"true": True, "false": False, "none": None, "null": None}
 
 
 def check_model_fits(config, tokenizer, block_size: int | None = None) -> None:
