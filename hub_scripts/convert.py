@@ -26,7 +26,7 @@ def native_folder_to_ours(source, output, overwrite: bool = False, native_model_
     natives = [native_model_type] if native_model_type else [f.native_model_type for f in families.values()]
     config = read_config(source, natives)
     family = family_of_native(config["model_type"])
-    native = load_folder_strict(family.native_causal_lm, family.native_config_class.from_pretrained(source), source,
+    native = load_folder_strict(family.native_model, family.native_config_class.from_pretrained(source), source,
                                 rename=family.native_keys)
     model = family.from_native(native)
     carry_generation_config(source, model)
@@ -43,7 +43,7 @@ def ours_folder_to_native(source, output, overwrite: bool = False, model_type: s
     families, _ = _registry()
     config = read_config(source, [model_type] if model_type else list(families))
     family = families[config["model_type"]]
-    model = load_folder_strict(family.causal_lm, family.config_class.from_pretrained(source), source)
+    model = load_folder_strict(family.pretraining_model, family.config_class.from_pretrained(source), source)
     native = family.to_native(model)
     carry_generation_config(source, native)
     with atomic_output_folder(output, overwrite, sources=[source]) as staging:

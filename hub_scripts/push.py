@@ -72,7 +72,7 @@ def _model_class(config: dict):
     for name in config.get("architectures") or []:
         if name in by_name:
             return by_name[name]
-    return family.causal_lm
+    return family.pretraining_model
 
 
 def _check_is_folder(folder: Path, what: str) -> None:

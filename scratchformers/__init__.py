@@ -1,7 +1,7 @@
-"""scratchformers: GPT-2 and LLaMA-2 style language models written from scratch, native to Hugging Face tools.
+"""scratchformers: GPT-2, LLaMA-2 and BERT style models written from scratch, native to Hugging Face tools.
 
-Importing the package registers both families (`scratchformers.families`) with the transformers Auto classes
-(`AutoConfig`, `AutoModel`, `AutoModelForCausalLM`, `AutoModelForSequenceClassification`,
+Importing the package registers the three families (`scratchformers.families`) with the transformers Auto classes
+(`AutoConfig`, `AutoModel`, `AutoModelForCausalLM`, `AutoModelForMaskedLM`, `AutoModelForSequenceClassification`,
 `AutoModelForTokenClassification`, `AutoModelForQuestionAnswering`), with PEFT's default LoRA targets, and for remote
 code, so every `save_pretrained` folder also loads with `trust_remote_code=True` where scratchformers is not installed.
 """
@@ -22,11 +22,21 @@ class _KnownNoise(logging.Filter):
 logging.getLogger("torchao").addFilter(_KnownNoise())
 logging.getLogger("torch.utils._pytree").addFilter(_KnownNoise())
 
+from transformers import BertConfig as NativeBertConfig
+from transformers import BertForMaskedLM as NativeBertForMaskedLM
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from . import conversion
+from .configuration_bert import BERT_PRESETS, BertConfig
 from .configuration_gpt import GPT_PRESETS, GPTConfig
 from .configuration_llama2 import LLAMA2_PRESETS, Llama2Config
+from .modeling_bert import (
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+    BertPreTrainedModel,
+)
 from .families import FAMILIES, ModelFamily, family_of, register_family
 from .modeling_gpt import (
     GPTForCausalLM,
@@ -56,7 +66,7 @@ register_family(ModelFamily(
            "AutoModelForTokenClassification": GPTForTokenClassification,
            "AutoModelForQuestionAnswering": GPTForQuestionAnswering},
     native_model_type="gpt2",
-    native_causal_lm=GPT2LMHeadModel,
+    native_model=GPT2LMHeadModel,
     native_config_class=GPT2Config,
     to_native=conversion.gpt_to_gpt2,
     from_native=conversion.gpt_from_gpt2,
@@ -72,15 +82,39 @@ register_family(ModelFamily(
            "AutoModelForTokenClassification": Llama2ForTokenClassification,
            "AutoModelForQuestionAnswering": Llama2ForQuestionAnswering},
     native_model_type="llama",
-    native_causal_lm=LlamaForCausalLM,
+    native_model=LlamaForCausalLM,
     native_config_class=LlamaConfig,
     to_native=conversion.llama2_to_llama,
     from_native=conversion.llama2_from_llama,
     lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
     card={"en": "LLaMA-2 style (RMSNorm, RoPE, SwiGLU, GQA)", "zh": "LLaMA-2 风格（RMSNorm、RoPE、SwiGLU、GQA）"},
 ))
+register_family(ModelFamily(
+    name="bert",
+    config_class=BertConfig,
+    heads={"AutoModel": BertModel, "AutoModelForMaskedLM": BertForMaskedLM,
+           "AutoModelForSequenceClassification": BertForSequenceClassification,
+           "AutoModelForTokenClassification": BertForTokenClassification},
+    native_model_type="bert",
+    native_model=NativeBertForMaskedLM,
+    native_config_class=NativeBertConfig,
+    to_native=conversion.bert_to_native,
+    from_native=conversion.bert_from_native,
+    native_keys=conversion.bert_state_dict_from_native,
+    lora_target_modules=("query", "key", "value", "dense", "intermediate", "output"),
+    card={"en": "BERT style encoder (post-LN, learned positions, GELU, masked-LM pretraining)",
+          "zh": "BERT 风格编码器（Post-LN、可学习位置编码、GELU、掩码语言模型预训练）"},
+    pretraining_head="AutoModelForMaskedLM",
+))
 
 __all__ = [
+    "BertConfig",
+    "BERT_PRESETS",
+    "BertPreTrainedModel",
+    "BertModel",
+    "BertForMaskedLM",
+    "BertForSequenceClassification",
+    "BertForTokenClassification",
     "GPTConfig",
     "GPT_PRESETS",
     "GPTPreTrainedModel",

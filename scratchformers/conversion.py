@@ -1,10 +1,12 @@
-"""Weight and config mapping between scratchformers and transformers' native GPT-2 and Llama classes.
+"""Weight and config mapping between scratchformers and transformers' native GPT-2, Llama and BERT classes.
 
 Our parameter names are the native ones, so the mapping is small and explicit:
 - GPT <-> `GPT2LMHeadModel`: same keys; the native `Conv1D` stores weights as (in, out), `nn.Linear` as (out, in),
   so every `c_attn`, `c_proj` and `c_fc` weight is transposed. Square matrices would load without error if we
   forgot, and give wrong outputs, hence the explicit list.
 - LLaMA2 <-> `LlamaForCausalLM`: same keys, same layouts.
+- BERT <-> `BertForMaskedLM` (and `BertModel`, `BertFor{Sequence,Token}Classification`): same layouts, flatter
+  names (`bert.layers.0.attention.query` <-> `bert.encoder.layer.0.attention.self.query`), one regex per module.
 Every load is strict: a missing, unexpected or mis-shaped tensor raises a `ValueError` naming it.
 """
 
@@ -12,10 +14,14 @@ import copy
 import re
 
 import torch
+from transformers import BertConfig as NativeBertConfig
+from transformers import BertForMaskedLM as NativeBertForMaskedLM
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+from .configuration_bert import BertConfig
 from .configuration_gpt import GPTConfig
 from .configuration_llama2 import Llama2Config
+from .modeling_bert import BertForMaskedLM
 from .modeling_gpt import GPTForCausalLM
 from .modeling_llama2 import Llama2ForCausalLM
 
@@ -165,7 +171,105 @@ def llama2_to_llama(model: Llama2ForCausalLM) -> LlamaForCausalLM:
     return native.eval()
 
 
+# native BERT name prefix -> ours ({i} is a layer number)
+_BERT_NAMES = [
+    ("bert.embeddings.LayerNorm.", "bert.embeddings.norm."),
+    ("bert.encoder.layer.{i}.attention.self.", "bert.layers.{i}.attention."),
+    ("bert.encoder.layer.{i}.attention.output.dense.", "bert.layers.{i}.attention.dense."),
+    ("bert.encoder.layer.{i}.attention.output.LayerNorm.", "bert.layers.{i}.attention_norm."),
+    ("bert.encoder.layer.{i}.intermediate.dense.", "bert.layers.{i}.intermediate."),
+    ("bert.encoder.layer.{i}.output.dense.", "bert.layers.{i}.output."),
+    ("bert.encoder.layer.{i}.output.LayerNorm.", "bert.layers.{i}.output_norm."),
+    ("cls.predictions.transform.dense.", "mlm_head.dense."),
+    ("cls.predictions.transform.LayerNorm.", "mlm_head.norm."),
+    ("cls.predictions.decoder.weight", "mlm_head.decoder.weight"),
+    ("cls.predictions.bias", "mlm_head.decoder.bias"),
+]
+# what native BERT checkpoints hold and no scratchformers head has: the next-sentence head, a second copy of the tied
+# decoder bias, and the old position/token-type id buffers
+_BERT_IGNORED = re.compile(r"^cls\.seq_relationship\.|^cls\.predictions\.decoder\.bias$|\.(position_ids|token_type_ids)$")
+
+
+def _rename(key: str, pairs) -> str:
+    """`key` with the first matching prefix of `pairs` (source, target) replaced; the longest sources are tried
+    first, so `...attention.dense.` wins over `...attention.`."""
+    for source, target in sorted(pairs, key=lambda pair: -len(pair[0])):
+        match = re.match(re.escape(source).replace(re.escape("{i}"), r"(\d+)"), key)
+        if match:
+            return target.replace("{i}", match.group(1) if match.groups() else "") + key[match.end():]
+    return key
+
+
+def bert_state_dict_from_native(state_dict: dict) -> dict:
+    """Native BERT tensors (`BertModel`, `BertForMaskedLM`, `BertFor*Classification`) -> ours: renamed, the NSP
+    head and duplicate buffers dropped. A `BertModel` checkpoint (no `bert.` prefix) gets the prefix."""
+    if not any(key.startswith(("bert.", "cls.")) for key in state_dict):
+        state_dict = {f"bert.{key}": value for key, value in state_dict.items()}
+    return {_rename(key, _BERT_NAMES): value for key, value in state_dict.items() if not _BERT_IGNORED.search(key)}
+
+
+def bert_state_dict_to_native(state_dict: dict) -> dict:
+    """Our BERT tensors -> native names (the MLM decoder bias under both of its native names)."""
+    native = {_rename(key, [(b, a) for a, b in _BERT_NAMES]): value for key, value in state_dict.items()}
+    if "cls.predictions.bias" in native:
+        native["cls.predictions.decoder.bias"] = native["cls.predictions.bias"]
+    return native
+
+
+_BERT_FIELDS = (
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "max_position_embeddings",
+    "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id", "tie_word_embeddings",
+)
+
+
+def _label_fields(config) -> dict:
+    return dict(id2label=dict(config.id2label), label2id=dict(config.label2id), problem_type=config.problem_type)
+
+
+def bert_config_to_native(config: BertConfig) -> NativeBertConfig:
+    """Our `BertConfig` as transformers' `BertConfig` (the same field names)."""
+    return NativeBertConfig(**{name: getattr(config, name) for name in _BERT_FIELDS}, **_label_fields(config))
+
+
+def native_config_to_bert(config: NativeBertConfig) -> BertConfig:
+    """transformers' `BertConfig` as ours; refuses what our encoder does not implement (decoder use, cross-attention,
+    relative position embeddings of old configs)."""
+    for name, supported in {"is_decoder": False, "add_cross_attention": False}.items():
+        if getattr(config, name, supported) != supported:
+            raise ValueError(f"BertConfig.{name}={getattr(config, name)!r} is not supported by scratchformers' BERT "
+                             "(an encoder only).")
+    position_type = getattr(config, "position_embedding_type", "absolute")
+    if position_type != "absolute":
+        raise ValueError(f"BertConfig.position_embedding_type={position_type!r} is not supported by scratchformers' "
+                         "BERT (learned absolute positions only).")
+    return BertConfig(**{name: getattr(config, name) for name in _BERT_FIELDS}, **_label_fields(config))
+
+
+def bert_from_native(native, model_class=BertForMaskedLM):
+    """Our BERT (`model_class`, default `BertForMaskedLM`) with the weights of a transformers BERT model.
+
+    把 transformers 的 BERT 权重（BertForMaskedLM / BertModel / 分类模型）转换为本包对应的模型（仅改名，布局相同）。
+    """
+    model = model_class(native_config_to_bert(native.config)).to(native.dtype)
+    load_state_dict_strict(model, bert_state_dict_from_native(native.state_dict()))
+    return model.eval()
+
+
+def bert_to_native(model, native_class=NativeBertForMaskedLM):
+    """A transformers BERT model (`native_class`, default `BertForMaskedLM`) with the weights of ours."""
+    native = native_class(bert_config_to_native(model.config)).to(model.dtype)
+    load_state_dict_strict(native, bert_state_dict_to_native(model.state_dict()))
+    return native.eval()
+
+
 __all__ = [
+    "bert_config_to_native",
+    "native_config_to_bert",
+    "bert_state_dict_from_native",
+    "bert_state_dict_to_native",
+    "bert_from_native",
+    "bert_to_native",
     "gpt_config_to_gpt2",
     "gpt2_config_to_gpt",
     "llama2_config_to_llama",

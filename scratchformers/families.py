@@ -18,6 +18,7 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForMaskedLM,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
@@ -25,7 +26,7 @@ from transformers import (
 
 AUTO_CLASSES = {
     cls.__name__: cls
-    for cls in (AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoModelForTokenClassification,
+    for cls in (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoModelForTokenClassification,
                 AutoModelForQuestionAnswering)
 }
 
@@ -37,21 +38,34 @@ class ModelFamily:
     name: str  # short name used in the CLI and reports: "gpt", "llama2"
     config_class: type
     heads: dict  # Auto class name ("AutoModelForCausalLM", ...) -> our class
-    native_model_type: str  # the transformers model type it converts to and from: "gpt2", "llama"
-    native_causal_lm: type  # e.g. GPT2LMHeadModel
+    native_model_type: str  # the transformers model type it converts to and from: "gpt2", "llama", "bert"
+    native_model: type  # the native class of the pretraining head, e.g. GPT2LMHeadModel, BertForMaskedLM
     native_config_class: type  # e.g. GPT2Config
-    to_native: Callable  # our causal LM -> the native causal LM with the same weights
-    from_native: Callable  # native causal LM -> ours
+    to_native: Callable  # our pretraining model -> the native one with the same weights
+    from_native: Callable  # the native pretraining model -> ours
     lora_target_modules: tuple[str, ...] = ()
     card: dict = field(default_factory=dict)  # {"en": ..., "zh": ...}: what the architecture is, in a line
     native_keys: Callable | None = None  # adapts a native checkpoint's tensor names before a strict load
+    pretraining_head: str = "AutoModelForCausalLM"  # decoders; "AutoModelForMaskedLM" for encoders
 
     @property
     def model_type(self) -> str:
         return self.config_class.model_type
 
     @property
+    def pretraining_model(self) -> type:
+        """The head the family is pretrained with and converts with: the causal LM, or the masked LM of an encoder."""
+        return self.heads[self.pretraining_head]
+
+    @property
+    def is_decoder(self) -> bool:
+        return self.pretraining_head == "AutoModelForCausalLM"
+
+    @property
     def causal_lm(self) -> type:
+        if not self.is_decoder:
+            raise ValueError(f"{self.name} is an encoder family: it has no causal LM (use pretraining_model, "
+                             f"{self.pretraining_model.__name__})")
         return self.heads["AutoModelForCausalLM"]
 
 
@@ -62,8 +76,9 @@ def register_family(family: ModelFamily) -> ModelFamily:
     """Register `family`: in this registry, with transformers' Auto classes, for remote code, and with PEFT's
     default LoRA targets (so a bare `LoraConfig()` works on it). 注册模型族（Auto 类、远程代码与 PEFT 默认目标模块）。"""
     unknown = sorted(set(family.heads) - set(AUTO_CLASSES))
-    if unknown or "AutoModelForCausalLM" not in family.heads:
-        raise ValueError(f"family {family.name!r}: heads must include AutoModelForCausalLM; unknown Auto classes {unknown}")
+    if unknown or family.pretraining_head not in family.heads:
+        raise ValueError(f"family {family.name!r}: heads must include its pretraining head {family.pretraining_head}; "
+                         f"unknown Auto classes {unknown}")
     FAMILIES[family.model_type] = family
     AutoConfig.register(family.model_type, family.config_class, exist_ok=True)
     family.config_class.register_for_auto_class()

@@ -38,7 +38,7 @@ def _model_of(model_dir: Path):
     if family.model_type not in ARCHITECTURES:
         raise ValueError(f"GGUF export knows the families {', '.join(ARCHITECTURES)}, not {family.model_type!r}")
     if native:
-        return family.from_native(family.native_causal_lm.from_pretrained(model_dir).eval()), family
+        return family.from_native(family.native_model.from_pretrained(model_dir).eval()), family
     return load_pretrained(model_dir).eval(), family
 
 

@@ -1,5 +1,6 @@
-"""What both model families share, so that each modeling file holds only what makes its family what it is.
+"""What the model families share, so that each modeling file holds only what makes its family what it is.
 
+- `eager_attention_forward`: attention written out, the reference every SDPA kernel must match;
 - `decoder_inputs`: token embeddings, position ids, the KV cache and the causal mask that every decoder layer needs,
   with clear errors for bad token ids and positions;
 - `ScratchPreTrainedModel`: the capabilities both families declare, and a `save_pretrained` that lets a checkpoint
@@ -9,7 +10,7 @@
 
 Imports only torch and transformers. `save_pretrained` copies this file next to the checkpoint together with the
 modeling file that imports it, so remote code (`trust_remote_code=True`) finds it there.
-两个模型族共用的部分：解码器输入准备（嵌入、位置、KV 缓存、因果掩码）、预训练基类、语言模型头和交叉熵损失。
+各模型族共用的部分：解码器输入准备（嵌入、位置、KV 缓存、因果掩码）、预训练基类、语言模型头和交叉熵损失。
 """
 
 import sys
@@ -103,6 +104,17 @@ def decoder_inputs(model, embed, input_ids, inputs_embeds, attention_mask, posit
         position_ids=position_ids,
     )
     return inputs_embeds, position_ids, cache, causal_mask
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """softmax(Q Kᵀ · scaling + mask) V, written out; the reference that SDPA must match."""
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, S)
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask  # 0 where allowed, dtype-min where masked
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value)  # (B, H, T, hd)
+    return attn_output.transpose(1, 2).contiguous(), attn_weights  # (B, T, H, hd)
 
 
 class ScratchPreTrainedModel(PreTrainedModel):

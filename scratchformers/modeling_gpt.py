@@ -32,18 +32,7 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gpt import GPTConfig
-from .modeling_common import ScratchForCausalLM, ScratchPreTrainedModel, decoder_inputs
-
-
-def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """softmax(Q Kᵀ · scaling + mask) V, written out; the reference that SDPA must match."""
-    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, S)
-    if attention_mask is not None:
-        attn_weights = attn_weights + attention_mask  # 0 where allowed, dtype-min where masked
-    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = torch.matmul(attn_weights, value)  # (B, H, T, hd)
-    return attn_output.transpose(1, 2).contiguous(), attn_weights  # (B, T, H, hd)
+from .modeling_common import ScratchForCausalLM, ScratchPreTrainedModel, decoder_inputs, eager_attention_forward
 
 
 class GPTAttention(nn.Module):

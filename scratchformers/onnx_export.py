@@ -52,7 +52,7 @@ def load_native(model_dir: Path):
 
     family, native = family_of_folder(model_dir, "ONNX export")
     if native:
-        return family.native_causal_lm.from_pretrained(model_dir), family
+        return family.native_model.from_pretrained(model_dir), family
     return family.to_native(load_pretrained(model_dir)), family
 
 

@@ -1,4 +1,4 @@
-"""Presets of both families by one name, parameter counts that never allocate weights, and output folders that are
+"""Presets of every family by one name, parameter counts that never allocate weights, and output folders that are
 written whole or not at all."""
 
 import contextlib
@@ -9,15 +9,17 @@ from pathlib import Path
 import torch
 from transformers import PretrainedConfig
 
+from .configuration_bert import BERT_PRESETS, BertConfig
 from .configuration_gpt import GPT_PRESETS, GPTConfig
 from .configuration_llama2 import LLAMA2_PRESETS, Llama2Config
 from .families import family_of
 
-PRESETS = {**{name: GPTConfig for name in GPT_PRESETS}, **{name: Llama2Config for name in LLAMA2_PRESETS}}
+PRESETS = {**{name: GPTConfig for name in GPT_PRESETS}, **{name: Llama2Config for name in LLAMA2_PRESETS},
+           **{name: BertConfig for name in BERT_PRESETS}}
 
 
 def config_from_preset(name: str, **overrides) -> PretrainedConfig:
-    """The configuration of any preset of either family, e.g. `config_from_preset("llama2-7b")`.
+    """The configuration of any preset of any family, e.g. `config_from_preset("llama2-7b")`, `("bert-mini")`.
 
     按预设名称返回任一模型族的配置，关键字参数覆盖字段。
     """
@@ -27,7 +29,8 @@ def config_from_preset(name: str, **overrides) -> PretrainedConfig:
 
 
 def count_parameters(config: str | PretrainedConfig, exclude_embeddings: bool = False) -> int:
-    """Parameters of the causal-LM model of a preset name or config, counted on the meta device (no memory).
+    """Parameters of the pretraining model (causal LM; masked LM for BERT) of a preset name or config, counted on
+    the meta device (no memory).
 
     Tied weights count once. `exclude_embeddings=True` leaves out token and position embeddings.
     在 meta 设备上构建模型并统计参数量（不分配内存，70B 也在一秒内完成）。
@@ -35,7 +38,7 @@ def count_parameters(config: str | PretrainedConfig, exclude_embeddings: bool = 
     if isinstance(config, str):
         config = config_from_preset(config)
     try:
-        model_class = family_of(config).causal_lm
+        model_class = family_of(config).pretraining_model
     except ValueError:
         raise ValueError(f"count_parameters expects the config of a registered family, got {type(config).__name__}.") from None
     with torch.device("meta"):

@@ -34,7 +34,7 @@ def toy_from_gpt2(native):
 
 TOY = ModelFamily(
     name="toy", config_class=ToyConfig, heads={"AutoModelForCausalLM": ToyForCausalLM}, native_model_type="gpt2",
-    native_causal_lm=GPT2LMHeadModel, native_config_class=GPT2Config, to_native=conversion.gpt_to_gpt2,
+    native_model=GPT2LMHeadModel, native_config_class=GPT2Config, to_native=conversion.gpt_to_gpt2,
     from_native=toy_from_gpt2,
     native_keys=conversion.gpt2_native_keys, lora_target_modules=("c_attn",),
     card={"en": "Toy family (a GPT with another name)", "zh": "玩具模型族"},
