@@ -1,9 +1,9 @@
-"""Full fine-tuning vs PEFT LoRA vs hand-rolled LoRA (scratchformers.lora), on both model families.
+"""Full fine-tuning vs PEFT LoRA vs hand-rolled LoRA (scratchformers.lora), on every model family.
 
-For each family (GPT, LLaMA2) the script
-1. trains a byte-level BPE tokenizer on the task texts (scratchformers.tokenization_scratch when present),
-2. pretrains a small base causal LM on the same texts (packed blocks), so that fine-tuning starts from a model
-   that has seen the language, as it would in practice,
+For each family (GPT, LLaMA2, BERT) the script
+1. trains a tokenizer on the task texts (byte-level BPE for the decoders, WordPiece for BERT),
+2. pretrains a small base on the same texts (packed blocks; a causal LM, or a masked LM for BERT), so that
+   fine-tuning starts from a model that has seen the language, as it would in practice,
 3. fine-tunes three copies of that base on each task, interleaved step by step in this one process with the same
    batches: full fine-tuning, PEFT LoRA (`get_peft_model`) and hand-rolled LoRA (`scratchformers.lora.add_lora`).
    Both LoRA runs get the same seed, hence the same A (both initialise like PEFT), so their loss curves should
@@ -13,6 +13,7 @@ Tasks (from --data-dir, by default ../shared/data):
 - sft_en: GSM8K instruction tuning (causal LM, loss on the answer tokens only), eval loss on the GSM8K test split;
 - cls_en: SST-2 sentiment, accuracy on the SST-2 test split;
 - cls_zh: ChnSentiCorp sentiment (hotel reviews), accuracy on its test split.
+BERT, an encoder, runs the classification tasks only.
 
 Measured per (family, task, method): trainable parameters, checkpoint size (full: model.safetensors; LoRA:
 adapter_model.safetensors, with `score` for classification), median training step time (forward + backward +
@@ -24,7 +25,7 @@ across steps, loss curves, eval loss (SFT) and test accuracy (classification).
 Run from the repository root:
     python benchmarks/lora_report.py                 # default size (~10 min), writes benchmarks/lora_report/
     python benchmarks/lora_report.py --quick         # smoke size, about a minute
-Options: --families gpt llama2, --tasks sft_en cls_en cls_zh, --steps, --pretrain-steps, --data-dir, --out,
+Options: --families gpt llama2 bert, --tasks sft_en cls_en cls_zh, --steps, --pretrain-steps, --data-dir, --out,
 --threads (default 1), --render-only (rewrite report.md and plots from results.json).
 """
 
@@ -67,6 +68,8 @@ SIZES = {
                     pretrain_steps=600, steps=400, warmup_steps=10, r=8, lora_alpha=16),
 }
 LR = {"pretrain": 2e-3, "full": 5e-4, "peft": 2e-3, "hand": 2e-3}
+FAMILIES = ("gpt", "llama2", "bert")
+ENCODERS = ("bert",)  # masked-LM pretraining, classification tasks only
 
 
 def log(*args):
@@ -119,15 +122,17 @@ def task_texts(task: str, data: dict) -> list[str]:
     return [text for text, _ in data["train"]]
 
 
-def build_tokenizer(texts: list[str], vocab_size: int):
-    """A byte-level BPE tokenizer: scratchformers' own trainer if present, else the same recipe inline."""
+def build_tokenizer(texts: list[str], vocab_size: int, kind: str = "bpe"):
+    """A byte-level BPE tokenizer (or WordPiece, `kind="wordpiece"`, for BERT): scratchformers' own trainer if
+    present, else the BPE recipe inline."""
     try:
         from scratchformers.tokenization_scratch import train_tokenizer_from_iterator
 
         # a generator: in a *list*, train_tokenizer reads a one-word string containing "/" as a file path, and
         # Chinese reviews have no spaces
-        tokenizer = train_tokenizer_from_iterator((t for t in texts), vocab_size=vocab_size, show_progress=False)
-        return tokenizer, "scratchformers.tokenization_scratch"
+        tokenizer = train_tokenizer_from_iterator((t for t in texts), vocab_size=vocab_size, show_progress=False,
+                                                  tokenizer_type=kind)
+        return tokenizer, f"scratchformers.tokenization_scratch ({kind})"
     except ImportError:
         pass
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -164,6 +169,9 @@ def encode_sft(tokenizer, pairs, seq_len: int) -> list[dict]:
 
 
 def encode_cls(tokenizer, rows, seq_len: int) -> list[dict]:
+    if tokenizer.cls_token_id is not None:  # BERT: [CLS] text [SEP], the classifier reads [CLS]
+        return [dict(input_ids=tokenizer(text, truncation=True, max_length=seq_len)["input_ids"], label=label)
+                for text, label in rows]
     return [dict(input_ids=tokenizer(text, add_special_tokens=False)["input_ids"][:seq_len] or
                  [tokenizer.eos_token_id], label=label) for text, label in rows]
 
@@ -191,9 +199,10 @@ def batches(examples: list[dict], batch_size: int, steps: int, pad_id: int, seed
 
 
 def packed_blocks(tokenizer, texts: list[str], seq_len: int) -> torch.Tensor:
+    separator = tokenizer.sep_token_id if tokenizer.eos_token_id is None else tokenizer.eos_token_id
     stream = []
     for text in texts:
-        stream += tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        stream += tokenizer(text, add_special_tokens=False)["input_ids"] + [separator]
     n = len(stream) // seq_len
     if n == 0:
         raise ValueError(f"the pretraining texts give {len(stream)} tokens, fewer than one block of {seq_len}")
@@ -210,20 +219,29 @@ def make_config(family: str, size: dict, tokenizer):
                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     if family == "gpt":
         return sf.GPTConfig(**common)
+    if family == "bert":
+        common.update(bos_token_id=None, eos_token_id=None, sparse_prediction=True)
+        return sf.BertConfig(**common)
     return sf.Llama2Config(num_key_value_heads=size["num_key_value_heads"], **common)
 
 
 def pretrain_base(family: str, size: dict, tokenizer, texts: list[str], folder: Path, seed: int) -> list[float]:
+    """A causal LM (a masked LM for BERT: 15% of the tokens masked by transformers' collator) trained on `texts`."""
+    from transformers import DataCollatorForLanguageModeling
+
     torch.manual_seed(seed)
-    model = (sf.GPTForCausalLM if family == "gpt" else sf.Llama2ForCausalLM)(make_config(family, size, tokenizer))
+    model = sf.FAMILIES[f"scratch_{family}"].pretraining_model(make_config(family, size, tokenizer))
     blocks = packed_blocks(tokenizer, texts, size["seq_len"])
+    masker = DataCollatorForLanguageModeling(tokenizer, seed=seed) if family in ENCODERS else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR["pretrain"], weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
     losses = []
     model.train()
     for step in range(size["pretrain_steps"]):
         rows = torch.randint(0, len(blocks), (size["batch_size"],), generator=generator)
-        loss = model(input_ids=blocks[rows], labels=blocks[rows]).loss
+        batch = masker([{"input_ids": row} for row in blocks[rows]]) if masker else dict(input_ids=blocks[rows],
+                                                                                            labels=blocks[rows])
+        loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -235,12 +253,12 @@ def pretrain_base(family: str, size: dict, tokenizer, texts: list[str], folder: 
 
 
 def load_for_task(family: str, kind: str, folder: Path, seed: int):
-    torch.manual_seed(seed)  # the new `score` head gets the same initial weights in every method
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)  # the new classification head gets the same initial weights in every method
     if kind == "sft":
-        cls = sf.GPTForCausalLM if family == "gpt" else sf.Llama2ForCausalLM
-        return cls.from_pretrained(folder)
-    cls = sf.GPTForSequenceClassification if family == "gpt" else sf.Llama2ForSequenceClassification
-    return cls.from_pretrained(folder, num_labels=2)
+        return AutoModelForCausalLM.from_pretrained(folder)
+    return AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
 
 
 def make_method(method: str, family: str, kind: str, base_folder: Path, size: dict, seed: int):
@@ -301,7 +319,10 @@ def evaluate(model, kind: str, examples: list[dict], batch_size: int, pad_id: in
 
 
 def run_task(family: str, task: str, data: dict, tokenizer, base_folder: Path, size: dict, steps: int,
-             work: Path, seed: int) -> dict:
+             work: Path, seed: int, lr: dict | None = None) -> dict:
+    """Fine-tune the three methods on one task, interleaved step by step with the same batches; `lr` (method ->
+    learning rate) defaults to `LR`."""
+    lr = {**LR, **(lr or {})}
     kind = TASKS[task]["kind"]
     encode = encode_sft if kind == "sft" else encode_cls
     train = encode(tokenizer, data["train"], size["seq_len"])
@@ -310,7 +331,7 @@ def run_task(family: str, task: str, data: dict, tokenizer, base_folder: Path, s
     train_batches = batches(train, size["batch_size"], steps, pad_id, seed)
 
     models = {m: make_method(m, family, kind, base_folder, size, seed) for m in METHODS}
-    optimizers = {m: torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR[m],
+    optimizers = {m: torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr[m],
                                        weight_decay=0.0) for m, model in models.items()}
     losses = {m: [] for m in METHODS}
     seconds = {m: [] for m in METHODS}
@@ -327,11 +348,13 @@ def run_task(family: str, task: str, data: dict, tokenizer, base_folder: Path, s
     for step, batch in enumerate(train_batches):
         order = METHODS[step % 3:] + METHODS[:step % 3]  # round-robin: nobody always goes first
         for m in order:
+            torch.manual_seed(seed * 1_000_003 + step)  # the same dropout masks for every method at this step
             start = time.perf_counter()
             losses[m].append(train_step(m, batch))
             seconds[m].append(time.perf_counter() - start)
         if step in memory_steps:  # after warmup, so AdamW states exist; measured outside the timed steps
             for m in order:
+                torch.manual_seed(seed * 1_000_003 + steps + step)
                 peaks[m].append(peak_step_memory(lambda m=m: train_step(m, batch)))
         if step % 50 == 0:
             log(f"{family} {task} step {step} " + " ".join(f"{m}={losses[m][-1]:.3f}" for m in METHODS))
@@ -396,6 +419,9 @@ def make_plots(result: dict, out: Path) -> list[str]:
     for i, family in enumerate(result["families"]):
         for j, task in enumerate(result["tasks"]):
             ax = axes[i][j]
+            if task not in runs[family]:  # an encoder has no SFT run
+                ax.set_axis_off()
+                continue
             for m in METHODS:
                 style = "--" if m == "hand" else "-"
                 ax.plot(runs[family][task][m]["losses"], style, color=colors[m], label=METHOD_TITLES[m], lw=1.2)
@@ -448,27 +474,27 @@ def markdown(result: dict, plots: list[str]) -> str:
     import jinja2
 
     method_rows, ratio_rows = [], []
-    for family in result["families"]:
-        for task in result["tasks"]:
-            run = result["runs"][family][task]
-            for m in METHODS:
-                r = run[m]
-                method_rows.append(dict(
-                    family=family, task=task, method=METHOD_TITLES[m], trainable=r["trainable"],
-                    share=100 * r["trainable"] / r["total"], checkpoint_mib=r["checkpoint_bytes"] / 2**20,
-                    step_ms=r["step_ms_median"], peak=mib(r.get("total_peak_bytes")), step_peak=mib(r["step_peak_bytes"]),
-                    metric=f"{run['metric_name']} {r['metric']:.3f}"))
-            hand, peft = run["hand"], run["peft"]
-            ratio_rows.append(dict(
-                family=family, task=task, time=hand["step_ms_median"] / peft["step_ms_median"],
-                peak=f"{hand['step_peak_bytes'] / peft['step_peak_bytes']:.3f}" if hand["step_peak_bytes"] else "n/a",
-                total=(f"{hand['total_peak_bytes'] / peft['total_peak_bytes']:.3f}"
-                       if hand.get("total_peak_bytes") else "n/a"),
-                loss_diff=run["peft_vs_hand_max_loss_diff"], logit_diff=run["hand_adapter_in_peft_max_abs_diff"]))
+    pairs = [(f, t) for f in result["families"] for t in result["tasks"] if t in result["runs"][f]]
+    for family, task in pairs:
+        run = result["runs"][family][task]
+        for m in METHODS:
+            r = run[m]
+            method_rows.append(dict(
+                family=family, task=task, method=METHOD_TITLES[m], trainable=r["trainable"],
+                share=100 * r["trainable"] / r["total"], checkpoint_mib=r["checkpoint_bytes"] / 2**20,
+                step_ms=r["step_ms_median"], peak=mib(r.get("total_peak_bytes")), step_peak=mib(r["step_peak_bytes"]),
+                metric=f"{run['metric_name']} {r['metric']:.3f}"))
+        hand, peft = run["hand"], run["peft"]
+        ratio_rows.append(dict(
+            family=family, task=task, time=hand["step_ms_median"] / peft["step_ms_median"],
+            peak=f"{hand['step_peak_bytes'] / peft['step_peak_bytes']:.3f}" if hand["step_peak_bytes"] else "n/a",
+            total=(f"{hand['total_peak_bytes'] / peft['total_peak_bytes']:.3f}"
+                   if hand.get("total_peak_bytes") else "n/a"),
+            loss_diff=run["peft_vs_hand_max_loss_diff"], logit_diff=run["hand_adapter_in_peft_max_abs_diff"]))
     ratios = [row["time"] for row in ratio_rows]
     memory = [result["runs"][f][t]["hand"]["total_peak_bytes"] / result["runs"][f][t]["peft"]["total_peak_bytes"]
-              for f in result["families"] for t in result["tasks"] if result["runs"][f][t]["hand"].get("total_peak_bytes")]
-    cls_runs = [(f, t) for f in result["families"] for t in result["tasks"] if TASKS[t]["kind"] == "cls"]
+              for f, t in pairs if result["runs"][f][t]["hand"].get("total_peak_bytes")]
+    cls_runs = [(f, t) for f, t in pairs if TASKS[t]["kind"] == "cls"]
     majority = ", ".join(f"{t} {result['runs'][f][t]['majority_baseline']:.3f}" for f, t in cls_runs
                          if f == result["families"][0])
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
@@ -487,7 +513,7 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "lora_report"))
     parser.add_argument("--quick", action="store_true", help="smoke size (about a minute)")
-    parser.add_argument("--families", nargs="+", default=["gpt", "llama2"], choices=["gpt", "llama2"])
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--steps", type=int, help="fine-tuning steps per method (overrides the size)")
     parser.add_argument("--pretrain-steps", type=int, help="base LM pretraining steps (overrides the size)")
@@ -542,20 +568,27 @@ def run(argv=None) -> dict:
 
     data = {task: load_task_data(data_dir, task, size, args.seed) for task in args.tasks}
     texts = [text for task in args.tasks for text in task_texts(task, data[task])]
-    tokenizer, tokenizer_name = build_tokenizer(texts, size["vocab_size"])
-    log(f"tokenizer: {tokenizer_name}, vocab {len(tokenizer)}")
+    tokenizers = {}
+    for kind in dict.fromkeys("wordpiece" if family in ENCODERS else "bpe" for family in args.families):
+        tokenizers[kind] = build_tokenizer(texts, size["vocab_size"], kind)
+        log(f"tokenizer: {tokenizers[kind][1]}, vocab {len(tokenizers[kind][0])}")
     result = dict(settings=size, families=args.families, tasks=args.tasks, runs={}, pretrain_losses={},
-                  tokenizer=tokenizer_name, vocab_size=len(tokenizer), threads=torch.get_num_threads(), argv=argv,
+                  tokenizer=", ".join(name for _, name in tokenizers.values()),
+                  vocab_size=" / ".join(str(len(tokenizer)) for tokenizer, _ in tokenizers.values()),
+                  threads=torch.get_num_threads(), argv=argv,
                   date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                   machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
                   load_average_start=[round(x, 2) for x in os.getloadavg()])
     with tempfile.TemporaryDirectory(prefix="lora_report_") as tmp:
         work = Path(tmp)
         for family in args.families:
+            tokenizer = tokenizers["wordpiece" if family in ENCODERS else "bpe"][0]
             base = work / f"base-{family}"
             result["pretrain_losses"][family] = pretrain_base(family, size, tokenizer, texts, base, args.seed)
             result["runs"][family] = {}
             for task in args.tasks:
+                if family in ENCODERS and TASKS[task]["kind"] != "cls":
+                    continue
                 log(f"fine-tune {family} {task}")
                 result["runs"][family][task] = run_task(family, task, data[task], tokenizer, base, size,
                                                         size["steps"], work, args.seed)

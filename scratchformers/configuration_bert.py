@@ -54,6 +54,9 @@ class BertConfig(PretrainedConfig):
     eos_token_id: int | list[int] | None = None
     tie_word_embeddings: bool = True  # the MLM decoder shares the token embedding matrix
     use_cache: bool = False  # an encoder has no KV cache; declared because generic code reads it
+    # masked LM with labels: score only the masked positions (logits (N_masked, V) instead of (B, T, V)), as
+    # ModernBERT's option of the same name; the vocabulary projection of the other 85% of the tokens is wasted work
+    sparse_prediction: bool = False
 
     def __post_init__(self, **kwargs):
         check_config_keys(self, kwargs, legacy=("position_embedding_type",))

@@ -65,7 +65,8 @@ class LoraSettings:
     `target_modules` is a list of module names (a name matches a module whose full name equals it or ends with
     `.name`), a single string read as a regular expression that must match the full module name, or "all-linear".
     `None` picks `DEFAULT_TARGET_MODULES` for the model's family. `modules_to_save` are trained in full and saved
-    with the adapter; `None` means `["score"]` for SEQ_CLS, as PEFT does.
+    with the adapter; `None` means `["classifier", "score"]` (the heads of BERT and of the decoders) for SEQ_CLS, as
+    PEFT does.
     """
 
     r: int = 8
@@ -89,7 +90,7 @@ class LoraSettings:
         if self.task_type not in (None, "CAUSAL_LM", "SEQ_CLS"):
             raise ValueError(f"task_type must be None, 'CAUSAL_LM' or 'SEQ_CLS', got {self.task_type!r}")
         if self.modules_to_save is None and self.task_type == "SEQ_CLS":
-            self.modules_to_save = ["score"]
+            self.modules_to_save = ["classifier", "score"]
 
     @property
     def scaling(self) -> float:

@@ -253,12 +253,17 @@ class BertForMaskedLM(BertPreTrainedModel):
         **kwargs: Unpack[TransformersKwargs],
     ) -> MaskedLMOutput:
         """Vocabulary logits at every position, plus the loss when `labels` are given (not shifted: the label of
-        position t is the original token at t, -100 where nothing was masked).
+        position t is the original token at t, -100 where nothing was masked). With `config.sparse_prediction` and
+        labels, only the masked positions are scored: logits `(N_masked, V)`, the same loss, less work.
 
         每个位置的词表 logits；给出 `labels` 时计算掩码位置的交叉熵（不移位，未被掩码的位置标为 -100）。
         """
         outputs = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
-        logits = self.mlm_head(outputs.last_hidden_state)  # (B, T, V)
+        hidden_states = outputs.last_hidden_state  # (B, T, C)
+        if labels is not None and self.config.sparse_prediction:
+            scored = labels != -100
+            hidden_states, labels = hidden_states[scored], labels[scored]  # (N, C), (N,): the masked positions only
+        logits = self.mlm_head(hidden_states)  # (B, T, V), or (N, V) with sparse_prediction
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)

@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from .corpus import load_texts, select_text
@@ -25,6 +25,8 @@ PAD_TOKEN = "<|pad|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 SPECIAL_TOKENS = [EOS_TOKEN, PAD_TOKEN, IM_START, IM_END]  # ids 0..3, in this order
+# BERT's special tokens for the WordPiece vocabulary of encoders, ids 0..4 in this order ([PAD] = 0 as in BERT)
+WORDPIECE_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 # ChatML. The assistant's content and its closing <|im_end|> sit inside {% generation %} so that
 # apply_chat_template(..., return_assistant_tokens_mask=True, return_dict=True) marks exactly the tokens an SFT
@@ -122,8 +124,10 @@ def train_tokenizer_from_iterator(
 
     在内存中的文本（字符串的列表或生成器）上训练分词器，参数同 `train_tokenizer`。
     """
-    if tokenizer_type not in ("bpe", "char"):
-        raise ValueError(f"unknown tokenizer_type {tokenizer_type!r}: choose 'bpe' or 'char'")
+    if tokenizer_type not in ("bpe", "char", "wordpiece"):
+        raise ValueError(f"unknown tokenizer_type {tokenizer_type!r}: choose 'bpe', 'char' or 'wordpiece'")
+    if tokenizer_type == "wordpiece":
+        return train_wordpiece_tokenizer(texts, vocab_size, min_frequency, special_tokens, show_progress)
     specials = list(dict.fromkeys(SPECIAL_TOKENS + list(special_tokens or [])))
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size is not None and vocab_size < len(alphabet) + len(specials):
@@ -146,6 +150,50 @@ def train_tokenizer_from_iterator(
     )
     backend.train_from_iterator(texts, trainer=trainer)
     return _wrap(backend, specials, chat_template)
+
+
+def train_wordpiece_tokenizer(texts, vocab_size: int = 8000, min_frequency: int = 2, special_tokens=None,
+                              show_progress: bool = True, lowercase: bool = True) -> PreTrainedTokenizerFast:
+    """Train BERT's tokenizer on texts: a WordPiece vocabulary with `[PAD] [UNK] [CLS] [SEP] [MASK]` (ids 0..4).
+
+    As in BERT (and bert-base-chinese): text is cleaned and lower-cased (`lowercase`), every CJK character becomes
+    a word of its own, words split at spaces and punctuation, and WordPiece cuts rare words into pieces marked
+    `##` ("playing" -> "play", "##ing"). A sentence is encoded `[CLS] A [SEP]`, a pair `[CLS] A [SEP] B [SEP]` with
+    `token_type_ids` 0 then 1. Characters never seen become `[UNK]`.
+
+    训练 BERT 的 WordPiece 分词器：中文按字切分（每个汉字一个词），英文按空格和标点切分后再切成子词（"##" 表示词内续接）；
+    单句编码为 `[CLS] A [SEP]`，句对为 `[CLS] A [SEP] B [SEP]`，并给出 `token_type_ids`。
+    """
+    specials = list(dict.fromkeys(WORDPIECE_SPECIAL_TOKENS + list(special_tokens or [])))
+    if vocab_size is not None and vocab_size <= len(specials):
+        raise ValueError(f"vocab_size={vocab_size} is too small: it must hold the {len(specials)} special tokens "
+                         "and the characters of the corpus")
+    if min_frequency < 1:
+        raise ValueError(f"min_frequency must be >= 1, got {min_frequency}")
+    backend = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                                                    lowercase=lowercase)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+                                        show_progress=show_progress, continuing_subword_prefix="##")
+    backend.train_from_iterator(_non_empty_or_raise(texts), trainer=trainer)
+    cls, sep = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        mask_token="[MASK]",
+        extra_special_tokens=specials[5:],
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+        clean_up_tokenization_spaces=True,
+        do_lower_case=lowercase,
+    )
 
 
 def _byte_level(backend: Tokenizer) -> Tokenizer:

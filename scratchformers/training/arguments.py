@@ -13,7 +13,9 @@ class TokenizerArguments:
     output_dir: str = field(default="tokenizer", metadata={"help": "Folder the tokenizer is saved to."})
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size, special tokens included."})
     tokenizer_type: str = field(
-        default="bpe", metadata={"help": "'bpe' (byte-level BPE) or 'char' (one token per character seen).", "choices": ["bpe", "char"]}
+        default="bpe",
+        metadata={"help": "'bpe' (byte-level BPE), 'char' (one token per character seen) or 'wordpiece' (BERT's).",
+                  "choices": ["bpe", "char", "wordpiece"]},
     )
     min_frequency: int = field(default=2, metadata={"help": "Minimum count of a merged pair (bpe) or a character (char)."})
     text_column: str = field(default="text", metadata={"help": "Column/field holding the text in JSONL/CSV."})
@@ -45,7 +47,11 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "A saved model folder to continue from. Default: a new model from --preset."}
     )
-    preset: str = field(default="gpt-micro", metadata={"help": "Preset of a new model (gpt-micro, llama2-tiny, ...)."})
+    preset: str = field(
+        default="gpt-micro",
+        metadata={"help": "Preset of a new model (gpt-micro, llama2-tiny, ...; bert-tiny, bert-mini, ... pretrain a "
+                  "BERT encoder with masked-LM)."},
+    )
     config_overrides: str | None = field(
         default=None,
         metadata={"help": "Config fields of a new model, e.g. 'num_hidden_layers=2,tie_word_embeddings=true'."},
@@ -55,12 +61,13 @@ class ModelArguments:
         metadata={"help": "Tokenizer folder. Default: the model folder's, else a new one trained on --train_files."},
     )
     vocab_size: int = field(default=8000, metadata={"help": "Vocab size of a tokenizer trained on the fly."})
-    tokenizer_type: str = field(
-        default="bpe",
+    tokenizer_type: str | None = field(
+        default=None,
         metadata={
-            "help": "Tokenizer trained on the fly: 'bpe' (byte-level BPE of --vocab_size tokens) or 'char' (one token "
-            "per character of the corpus, bytes for any other; --vocab_size caps it).",
-            "choices": ["bpe", "char"],
+            "help": "Tokenizer trained on the fly: 'bpe' (byte-level BPE of --vocab_size tokens; the default of GPT "
+            "and LLaMA2), 'char' (one token per character of the corpus, bytes for any other; --vocab_size caps it) "
+            "or 'wordpiece' (BERT's, with [CLS] [SEP] [MASK]; the default of BERT).",
+            "choices": ["bpe", "char", "wordpiece"],
         },
     )
     attn_implementation: str | None = field(default=None, metadata={"help": "'sdpa' (default) or 'eager'."})
@@ -97,6 +104,13 @@ class PretrainDataArguments:
             "help": "Train for this much wall-clock, e.g. 120s, 2m, 10m, 1h: training stops when it is spent and the "
             "learning-rate schedule (warmup as a fraction, e.g. --warmup_steps 0.02) follows the time spent."
         },
+    )
+    mlm_probability: float = field(
+        default=0.15, metadata={"help": "BERT presets: the share of tokens masked and predicted (BERT: 0.15)."}
+    )
+    whole_word_mask: bool = field(
+        default=False,
+        metadata={"help": "BERT presets: mask every WordPiece of a word together (each CJK character is a word)."},
     )
     use_muon: bool = field(
         default=False,

@@ -1,4 +1,4 @@
-"""Datasets for pretraining, SFT and classification, read through `scratchformers.corpus` and checked.
+"""Datasets for pretraining (causal and masked LM), SFT and classification, read through `scratchformers.corpus` and checked.
 
 Every loader names the file (and line, where one exists) of bad input: a missing file, an empty corpus, a JSONL
 row without the needed fields, a label outside the label set.
@@ -15,7 +15,7 @@ from pathlib import Path
 import datasets
 import torch
 from datasets import Dataset, DatasetDict
-from transformers import TrainerCallback
+from transformers import DataCollatorForLanguageModeling, TrainerCallback
 
 from ..corpus import line_of_record, load_records, load_texts
 
@@ -111,6 +111,56 @@ def pack_dataset(dataset: Dataset, tokenizer, block_size: int, text_column: str 
             f"the corpus is shorter than one block of {block_size} tokens; use more text or a smaller --block_size"
         )
     return packed
+
+
+def pack_mlm_dataset(dataset: Dataset, tokenizer, block_size: int, text_column: str = "text", num_proc=None) -> Dataset:
+    """Blocks for masked-LM pretraining, as BERT builds them: documents joined by `[SEP]` into one token stream, cut
+    into pieces of `block_size - 2` tokens, each wrapped as `[CLS] piece [SEP]`, so that every block starts with the
+    `[CLS]` token a classifier later reads. Returns the column `input_ids` (the collator masks and makes labels).
+    掩码语言模型的训练块：文档之间以 [SEP] 相连，切成 block_size - 2 个 token 的片段，每段包成 [CLS] 片段 [SEP]。
+    """
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    if cls is None or sep is None or tokenizer.mask_token_id is None:
+        raise ValueError("masked-LM pretraining needs a tokenizer with [CLS], [SEP] and [MASK] tokens (a WordPiece "
+                         "tokenizer: --tokenizer_type wordpiece); this one has none")
+    if block_size < 3:
+        raise ValueError(f"--block_size {block_size} leaves no room for text between [CLS] and [SEP]")
+    piece = block_size - 2
+
+    def tokenize_and_pack(batch):
+        ids = tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]
+        stream = list(chain.from_iterable(doc + [sep] for doc in ids if doc))
+        return {"input_ids": [[cls] + stream[i : i + piece] + [sep] for i in range(0, len(stream) - piece + 1, piece)]}
+
+    packed = dataset.map(tokenize_and_pack, batched=True, remove_columns=dataset.column_names, num_proc=num_proc,
+                         desc=f"Tokenizing and packing into [CLS] ... [SEP] blocks of {block_size}")
+    if len(packed) == 0:
+        raise ValueError(
+            f"the corpus is shorter than one block of {block_size} tokens; use more text or a smaller --block_size"
+        )
+    return packed
+
+
+class WholeWordMaskCollator(DataCollatorForLanguageModeling):
+    """`DataCollatorForLanguageModeling(whole_word_mask=True)` for WordPiece vocabularies: a word is a token that does
+    not start with `##` plus the `##` pieces after it, so "play ##ing" is masked as a whole (BERT's rule).
+
+    transformers' collator finds words from character offsets; packed blocks carry none, so offsets are made up from
+    the tokens: a `##` piece starts where the token before it ends, a word start one past it. Each CJK character is a
+    word of its own (whole-word masking of Chinese words needs a word segmenter).
+    全词掩码：以 "##" 开头的子词与前面的 token 属于同一个词，整词一起被掩码。
+    """
+
+    def __init__(self, tokenizer, **kwargs):
+        super().__init__(tokenizer, whole_word_mask=True, mask_replace_prob=1.0, random_replace_prob=0.0, **kwargs)
+        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        self.continues_word = torch.tensor([token.startswith("##") for token in vocab])  # (V,)
+
+    def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
+        new_word = ~self.continues_word[inputs]  # (B, T)
+        starts = torch.arange(inputs.shape[1]) + new_word.long().cumsum(dim=1)  # a gap before every word start
+        offsets = torch.stack([starts, starts + 1], dim=-1)  # (B, T, 2)
+        return super().torch_mask_tokens(inputs, special_tokens_mask, offsets)
 
 
 class RandomWindows(torch.utils.data.Dataset):

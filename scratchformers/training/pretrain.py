@@ -9,6 +9,7 @@ from transformers import TrainingArguments, default_data_collator
 
 from ..corpus import load_texts
 from ..tokenization_scratch import load_tokenizer, train_tokenizer
+from ..families import family_of
 from ..utils import config_from_preset
 from .arguments import ModelArguments, PretrainDataArguments
 from .budget import TimeBudget, parse_duration
@@ -30,9 +31,9 @@ from .data import EpochToDataset, RandomWindows, pack_dataset
 logger = logging.getLogger(__name__)
 
 
-def get_tokenizer(model_args: ModelArguments, raw_train, training_args, resume_from=None):
+def get_tokenizer(model_args: ModelArguments, raw_train, training_args, resume_from=None, default_type="bpe"):
     """The tokenizer: the given folder, else the model's, else the checkpoint's, else one trained (rank 0 first) on
-    exactly the documents the model will be trained on."""
+    exactly the documents the model will be trained on (`--tokenizer_type`, else `default_type`)."""
     source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or resume_from
     if source:
         return load_tokenizer(source)
@@ -40,12 +41,37 @@ def get_tokenizer(model_args: ModelArguments, raw_train, training_args, resume_f
     with training_args.main_process_first(desc="training the tokenizer"):
         if training_args.process_index == 0:
             tokenizer = train_tokenizer(
-                raw_train, vocab_size=model_args.vocab_size, show_progress=True, tokenizer_type=model_args.tokenizer_type
+                raw_train, vocab_size=model_args.vocab_size, show_progress=True,
+                tokenizer_type=model_args.tokenizer_type or default_type,
             )
             tokenizer.save_pretrained(output_dir)
         else:
             tokenizer = load_tokenizer(output_dir)
     return tokenizer
+
+
+def split_validation(data_args: PretrainDataArguments, seed: int):
+    """(train, validation) texts: --validation_files, else --validation_split_percentage of the train files (the
+    validation is None when neither gives any)."""
+    raw_train = load_texts(data_args.train_files, data_args.text_column, data_args.split_by)
+    if data_args.validation_files:
+        return raw_train, load_texts(data_args.validation_files, data_args.text_column, data_args.split_by)
+    if data_args.validation_split_percentage > 0 and len(raw_train) > 1:
+        split = raw_train.train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
+        return split["train"], split["test"]
+    return raw_train, None
+
+
+def load_config(name):
+    """The config of a saved model folder or Hub repo (for its family), with the errors of `load_pretrained`."""
+    from transformers import AutoConfig
+
+    from ..tokenization_scratch import resolve_folder_or_repo
+
+    source = resolve_folder_or_repo(name, "model")
+    if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
+        raise FileNotFoundError(f"no model in {source}: config.json is missing")
+    return AutoConfig.from_pretrained(source)
 
 
 def run_pretrain(
@@ -55,7 +81,8 @@ def run_pretrain(
     callbacks=None,
     verbose: bool = True,
 ) -> dict:
-    """Pretrain a GPT or LLaMA2 model from scratch (or continue one) with the HF `Trainer`.
+    """Pretrain a GPT or LLaMA2 model from scratch (or continue one) with the HF `Trainer`; a BERT preset or model
+    goes to masked-LM pretraining (`scratchformers.training.mlm.run_mlm`).
 
     Saves the model and tokenizer to `output_dir` (loadable by `AutoModelForCausalLM` and `pipeline`), plus
     `loss_curve.png`, TensorBoard logs (`report_to tensorboard`), `samples.txt` and `all_results.json`; returns the
@@ -64,20 +91,18 @@ def run_pretrain(
     stops when the budget is spent, the learning rate follows the time, and `loss_vs_time.png` is drawn.
     用 HF Trainer 从零预训练（或继续训练）GPT / LLaMA2；可按时间预算训练；保存模型、分词器、损失曲线和 TensorBoard 日志。
     """
+    if not model_args.model_name_or_path:  # a bad preset or override fails now, before anything is written
+        config = config_from_preset(model_args.preset, **parse_config_overrides(model_args.config_overrides))
+    else:
+        config = load_config(model_args.model_name_or_path)
+    if not family_of(config).is_decoder:
+        from .mlm import run_mlm
+
+        return run_mlm(model_args, data_args, training_args, callbacks, verbose)
     budget = TimeBudget(parse_duration(data_args.time_budget)) if data_args.time_budget else None
     references = [parse_reference_point(text) for text in data_args.reference_points]
     resume = start_run(training_args, data_args.overwrite)
-    if not model_args.model_name_or_path:  # a bad preset or override fails now, before anything is written
-        config_from_preset(model_args.preset, **parse_config_overrides(model_args.config_overrides))
-
-    raw_train = load_texts(data_args.train_files, data_args.text_column, data_args.split_by)
-    if data_args.validation_files:
-        raw_eval = load_texts(data_args.validation_files, data_args.text_column, data_args.split_by)
-    elif data_args.validation_split_percentage > 0 and len(raw_train) > 1:
-        split = raw_train.train_test_split(test_size=data_args.validation_split_percentage / 100, seed=training_args.seed)
-        raw_train, raw_eval = split["train"], split["test"]
-    else:
-        raw_eval = None
+    raw_train, raw_eval = split_validation(data_args, training_args.seed)
 
     tokenizer = get_tokenizer(model_args, raw_train, training_args, resume)
     model = build_causal_lm(
