@@ -100,7 +100,7 @@ register_family(ModelFamily(
     native_config_class=NativeBertConfig,
     to_native=conversion.bert_to_native,
     from_native=conversion.bert_from_native,
-    native_keys=conversion.bert_state_dict_from_native,
+    native_keys=conversion.bert_native_keys,
     lora_target_modules=("query", "key", "value", "dense", "intermediate", "output"),
     card={"en": "BERT style encoder (post-LN, learned positions, GELU, masked-LM pretraining)",
           "zh": "BERT 风格编码器（Post-LN、可学习位置编码、GELU、掩码语言模型预训练）"},

@@ -200,17 +200,35 @@ def _rename(key: str, pairs) -> str:
     return key
 
 
+def _rename_all(state_dict: dict, pairs) -> dict:
+    """Every key renamed by `_rename`; the tensors of a bare base model (no `bert.` prefix) keep having none."""
+    bare = not any(key.startswith(("bert.", "cls.", "mlm_head.", "classifier.")) for key in state_dict)
+    renamed = {}
+    for key, value in state_dict.items():
+        new = _rename(f"bert.{key}" if bare else key, pairs)
+        renamed[new.removeprefix("bert.") if bare else new] = value
+    return renamed
+
+
 def bert_state_dict_from_native(state_dict: dict) -> dict:
-    """Native BERT tensors (`BertModel`, `BertForMaskedLM`, `BertFor*Classification`) -> ours: renamed, the NSP
-    head and duplicate buffers dropped. A `BertModel` checkpoint (no `bert.` prefix) gets the prefix."""
+    """Native BERT tensors (`BertModel`, `BertForMaskedLM`, `BertFor*Classification`) -> ours: renamed, the
+    next-sentence head and duplicate buffers dropped."""
+    return _rename_all({key: value for key, value in state_dict.items() if not _BERT_IGNORED.search(key)}, _BERT_NAMES)
+
+
+def bert_native_keys(state_dict: dict) -> dict:
+    """A native BERT checkpoint's tensors as `BertForMaskedLM` names them: the `bert.` prefix added where it was
+    saved from `BertModel`, and what `BertForMaskedLM` has no place for dropped (the pooler and the next-sentence
+    head of `BertForPreTraining` checkpoints such as the original uploads, old id buffers, the duplicate bias)."""
     if not any(key.startswith(("bert.", "cls.")) for key in state_dict):
         state_dict = {f"bert.{key}": value for key, value in state_dict.items()}
-    return {_rename(key, _BERT_NAMES): value for key, value in state_dict.items() if not _BERT_IGNORED.search(key)}
+    return {key: value for key, value in state_dict.items()
+            if not (_BERT_IGNORED.search(key) or key.startswith("bert.pooler."))}
 
 
 def bert_state_dict_to_native(state_dict: dict) -> dict:
     """Our BERT tensors -> native names (the MLM decoder bias under both of its native names)."""
-    native = {_rename(key, [(b, a) for a, b in _BERT_NAMES]): value for key, value in state_dict.items()}
+    native = _rename_all(state_dict, [(ours, theirs) for theirs, ours in _BERT_NAMES])
     if "cls.predictions.bias" in native:
         native["cls.predictions.decoder.bias"] = native["cls.predictions.bias"]
     return native
@@ -267,6 +285,7 @@ __all__ = [
     "bert_config_to_native",
     "native_config_to_bert",
     "bert_state_dict_from_native",
+    "bert_native_keys",
     "bert_state_dict_to_native",
     "bert_from_native",
     "bert_to_native",

@@ -170,7 +170,10 @@ class ClassifyArguments:
     text_column: str = field(default="text", metadata={"help": "CSV column with the text."})
     label_column: str = field(default="label", metadata={"help": "CSV column with the label."})
     labels: list[str] = field(default_factory=list, metadata={"help": "The label set. Default: labels of train."})
-    max_length: int = field(default=256, metadata={"help": "Texts are truncated to this many tokens."})
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Texts are truncated to this many tokens. Default: the model's context, at most 256."},
+    )
     overwrite: bool = field(default=False, metadata={"help": "Write over an --output_dir that holds results."})
 
 

@@ -32,10 +32,10 @@ def accuracy(eval_prediction) -> dict:
 
 
 def run_classify(args: ClassifyArguments, training_args: TrainingArguments, callbacks=None, verbose=True) -> dict:
-    """Fine-tune `GPTForSequenceClassification` / `Llama2ForSequenceClassification` on CSV text,label files.
+    """Fine-tune a sequence classifier of any family (GPT, LLaMA2: last token; BERT: [CLS]) on CSV text,label files.
 
     Reports accuracy on the validation (and test) file; saves model + tokenizer with id2label/label2id.
-    在 text,label 格式的 CSV 上微调序列分类模型（两种模型族均可），报告准确率。
+    在 text,label 格式的 CSV 上微调序列分类模型（各模型族均可），报告准确率。
     """
     if not args.train_file:
         raise ValueError("classify needs --train_file (CSV with columns text,label)")
@@ -63,10 +63,11 @@ def run_classify(args: ClassifyArguments, training_args: TrainingArguments, call
     else:
         config = build_config(args.preset, tokenizer, args.config_overrides, **label_kwargs)
         model = AutoModelForSequenceClassification.from_config(config)
-    check_model_fits(model.config, tokenizer, args.max_length)
+    max_length = args.max_length or min(256, model.config.max_position_embeddings)
+    check_model_fits(model.config, tokenizer, max_length)
 
     def tokenize(batch):
-        return tokenizer(batch[args.text_column], truncation=True, max_length=args.max_length)
+        return tokenizer(batch[args.text_column], truncation=True, max_length=max_length)
 
     with training_args.main_process_first(desc="tokenizing"):
         data = data.map(tokenize, batched=True, remove_columns=[args.text_column], desc="Tokenizing")
