@@ -269,8 +269,15 @@ def _export_onnx(args) -> int:
         from .onnx_export import export_onnx
 
         out = export_onnx(args.model_dir, args.out_dir, overwrite=args.overwrite, quantize=not args.no_quantize)
+        architectures = json.loads((out / "config.json").read_text(encoding="utf-8")).get("architectures") or [""]
+        if architectures[0].endswith("ForSequenceClassification"):
+            command = f'node js/encode.mjs {out} text-classification "a text to classify"'
+        elif architectures[0].endswith("ForMaskedLM"):
+            command = f'node js/encode.mjs {out} fill-mask "the cat sat on the [MASK] ."'
+        else:
+            command = f'node js/generate.mjs {out} "Once upon a time" --max-new-tokens 32'
         print(f"exported to {out} (onnx/model.onnx{'' if args.no_quantize else ', onnx/model_quantized.onnx'}); "
-              f'run it with: node js/generate.mjs {out} "Once upon a time" --max-new-tokens 32')
+              f"run it with: {command}")
 
     return _run_reporting_errors("export onnx", run)
 
@@ -300,10 +307,11 @@ def register_export_commands(subparsers) -> None:
     export = subparsers.add_parser("export", help="export a trained model to run outside Python (ONNX, GGUF)")
     formats = export.add_subparsers(dest="format", required=True, metavar="FORMAT")
     onnx = formats.add_parser(
-        "onnx", help="ONNX with KV cache for transformers.js (Node.js, the browser) and onnxruntime",
+        "onnx", help="ONNX for transformers.js (Node.js, the browser) and onnxruntime: decoders with KV cache, BERT",
         description="Write OUT_DIR with config.json, generation_config.json, the tokenizer and onnx/model.onnx "
                     "(+ onnx/model_quantized.onnx, int8): the folder layout @huggingface/transformers loads.")
-    onnx.add_argument("model_dir", help="a trained model folder (scratchformers GPT / LLaMA2, or native GPT-2 / Llama)")
+    onnx.add_argument("model_dir", help="a trained model folder (scratchformers GPT / LLaMA2 / BERT, or native GPT-2 / "
+                      "Llama / BERT)")
     onnx.add_argument("out_dir", help="the folder to write (refused if it exists, unless --overwrite)")
     onnx.add_argument("--overwrite", action="store_true", help="replace OUT_DIR when it holds an earlier export")
     onnx.add_argument("--no-quantize", "--no_quantize", action="store_true", help="skip the int8 model_quantized.onnx")

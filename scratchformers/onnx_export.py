@@ -1,10 +1,13 @@
-"""Export a trained model to ONNX with its KV cache, in the folder layout transformers.js loads.
+"""Export a trained model to ONNX (decoders with their KV cache), in the folder layout transformers.js loads.
 
 The model goes to its native transformers counterpart first (`scratchformers.families`: GPT -> `GPT2LMHeadModel`,
 LLaMA2 -> `LlamaForCausalLM`, the same weights), whose `model_type` transformers.js knows, and `torch.onnx.export`
 traces one decoder step: inputs `input_ids`, `attention_mask`, `position_ids` and `past_key_values.{i}.key|value`,
 outputs `logits` and `present.{i}.key|value`, so generation is incremental (the first step passes an empty past).
-onnxruntime's dynamic quantization adds the int8 copy. The output folder:
+onnxruntime's dynamic quantization adds the int8 copy. An encoder (BERT) becomes native `BertForMaskedLM` or
+`BertForSequenceClassification`, by the head it was saved with, traced with `input_ids`, `attention_mask`,
+`token_type_ids` -> `logits`: transformers.js runs it in `pipeline("fill-mask")` / `pipeline("text-classification")`.
+The output folder:
 
     config.json, generation_config.json, tokenizer.json, tokenizer_config.json (+ chat_template.jinja)
     onnx/model.onnx, onnx/model_quantized.onnx
@@ -47,13 +50,32 @@ class DecoderStep(torch.nn.Module):
 
 
 def load_native(model_dir: Path):
-    """The model of `model_dir` as its native transformers causal LM, and the family it belongs to."""
+    """The model of `model_dir` as its native transformers model (the causal LM of a decoder; see `load_native_encoder`
+    for BERT), and the family it belongs to."""
     from .training.common import load_pretrained
 
     family, native = family_of_folder(model_dir, "ONNX export")
+    if not family.is_decoder:
+        return load_native_encoder(model_dir, family, native), family
     if native:
         return family.native_model.from_pretrained(model_dir), family
     return family.to_native(load_pretrained(model_dir)), family
+
+
+def load_native_encoder(model_dir: Path, family, is_native: bool):
+    """BERT as native `BertForSequenceClassification` when it was saved with that head, else `BertForMaskedLM`."""
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, BertForSequenceClassification
+
+    from .training.common import load_pretrained
+
+    architectures = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    if any(name.endswith("ForSequenceClassification") for name in architectures):
+        native_class, auto_class = BertForSequenceClassification, AutoModelForSequenceClassification
+    else:
+        native_class, auto_class = family.native_model, AutoModelForMaskedLM
+    if is_native:
+        return native_class.from_pretrained(model_dir)
+    return family.to_native(load_pretrained(model_dir, auto_class), native_class)
 
 
 def _example_inputs(config, batch=1, seq=3, past=2):
@@ -89,6 +111,33 @@ def export_onnx_model(native, path: Path) -> None:
         )
 
 
+def export_encoder_onnx_model(native, path: Path) -> None:
+    """Trace `native` (a transformers BERT with a head) into `path`: `input_ids`, `attention_mask`, `token_type_ids`
+    -> `logits`, with dynamic batch and sequence lengths."""
+    native = native.eval().float()
+    native.config._attn_implementation = "eager"
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    example = tuple(torch.ones(2, 5, dtype=torch.long) for _ in names)
+    dynamic = {name: {0: "batch_size", 1: "sequence_length"} for name in names}
+    per_sequence = type(native).__name__.endswith("ForSequenceClassification")  # (B, labels), else (B, T, V)
+    dynamic["logits"] = {0: "batch_size"} if per_sequence else {0: "batch_size", 1: "sequence_length"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(EncoderLogits(native), example, str(path), dynamo=False, opset_version=18,
+                          input_names=names, output_names=["logits"], dynamic_axes=dynamic)
+
+
+class EncoderLogits(torch.nn.Module):
+    """An encoder's logits from the three inputs transformers.js passes, as positional arguments (for tracing)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+
 def export_onnx(model_dir, out_dir, overwrite: bool = False, quantize: bool = True) -> Path:
     """Export the model in `model_dir` (either family, or its native GPT-2 / Llama form) to `out_dir` for
     transformers.js (see the module docstring). Nothing is written unless the export succeeds; an existing `out_dir`
@@ -107,7 +156,10 @@ def export_onnx(model_dir, out_dir, overwrite: bool = False, quantize: bool = Tr
                                 "(`tokenizer.save_pretrained(folder)`), transformers.js needs it")
     with atomic_output_folder(out_dir, overwrite) as staging:
         (staging / "onnx").mkdir()
-        export_onnx_model(native, staging / "onnx" / "model.onnx")
+        if family.is_decoder:
+            export_onnx_model(native, staging / "onnx" / "model.onnx")
+        else:
+            export_encoder_onnx_model(native, staging / "onnx" / "model.onnx")
         if quantize:
             import logging
 
@@ -121,8 +173,10 @@ def export_onnx(model_dir, out_dir, overwrite: bool = False, quantize: bool = Tr
                                  weight_type=QuantType.QInt8)
             finally:
                 root.setLevel(level)
+        native.config.architectures = [type(native).__name__]  # transformers.js reads the head from here
         native.config.save_pretrained(staging)
-        native.generation_config.save_pretrained(staging)
+        if family.is_decoder:
+            native.generation_config.save_pretrained(staging)
         for name in TOKENIZER_FILES:
             if (model_dir / name).is_file():
                 shutil.copy2(model_dir / name, staging / name)

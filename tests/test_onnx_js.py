@@ -171,3 +171,86 @@ def test_the_cli_exports_and_the_export_pushes_with_the_push_command(exported, t
     assert (tmp_path / "staged" / "onnx" / "model_quantized.onnx").is_file()
     card = ModelCard.load(tmp_path / "staged" / "README.md")
     assert card.data.library_name == "transformers.js" and 'pipeline("text-generation", "alice/tiny-onnx"' in card.text
+
+
+# ------------------------------------------------------------------------------------------------ the encoder (BERT)
+
+ENCODER_TEXTS = ["the cat is playing with a red ball .", "a dog runs in the park and plays with the cat .",
+                 "小猫在公园里玩。房间很干净！", "the movie was good and the acting was great ."] * 30
+
+
+@pytest.fixture(scope="module")
+def exported_bert(tmp_path_factory):
+    """A bert-tiny pretrained for a few masked-LM steps, a classifier made from it, and the ONNX export of each."""
+    from transformers import AutoModelForSequenceClassification
+
+    from scratchformers.cli import main
+
+    folder = tmp_path_factory.mktemp("bert")
+    (folder / "corpus.txt").write_text("\n\n".join(ENCODER_TEXTS), encoding="utf-8")
+    assert main(["pretrain", "--preset", "bert-tiny", "--train_files", str(folder / "corpus.txt"), "--output_dir",
+                 str(folder / "mlm"), "--max_steps", "40", "--block_size", "32", "--vocab_size", "200",
+                 "--validation_split_percentage", "0", "--report_to", "none", "--disable_tqdm", "true"]) == 0
+    torch.manual_seed(0)
+    classifier = AutoModelForSequenceClassification.from_pretrained(
+        folder / "mlm", num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    classifier.save_pretrained(folder / "cls")
+    load_tokenizer(folder / "mlm").save_pretrained(folder / "cls")
+    for name in ("mlm", "cls"):
+        export_onnx(folder / name, folder / f"{name}_onnx")
+    return folder
+
+
+def node_pipeline(export_dir, task, text, dtype="fp32"):
+    result = subprocess.run(["node", str(JS / "encode.mjs"), str(export_dir), task, text, "--top-k", "3", "--dtype",
+                             dtype], capture_output=True, text=True, timeout=300, cwd=JS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_bert_exports_are_what_transformers_js_loads(exported_bert):
+    for name, architecture in (("mlm_onnx", "BertForMaskedLM"), ("cls_onnx", "BertForSequenceClassification")):
+        config = json.loads((exported_bert / name / "config.json").read_text())
+        assert config["model_type"] == "bert" and config["architectures"] == [architecture]
+        assert (exported_bert / name / "onnx" / "model_quantized.onnx").stat().st_size < \
+            (exported_bert / name / "onnx" / "model.onnx").stat().st_size
+    assert json.loads((exported_bert / "cls_onnx" / "config.json").read_text())["id2label"] == {
+        "0": "negative", "1": "positive"}
+
+
+def test_bert_onnx_logits_match_pytorch_with_padding(exported_bert):
+    import onnxruntime
+    from transformers import AutoModelForMaskedLM
+
+    model = AutoModelForMaskedLM.from_pretrained(exported_bert / "mlm").eval()
+    tokenizer = load_tokenizer(exported_bert / "mlm")
+    batch = tokenizer(["the cat [MASK] playing .", "小猫在[MASK]园里玩，the dog runs ."], padding=True, return_tensors="pt")
+    session = onnxruntime.InferenceSession(str(exported_bert / "mlm_onnx" / "onnx" / "model.onnx"))
+    (onnx_logits,) = session.run(None, {k: v.numpy() for k, v in batch.items()})
+    with torch.no_grad():
+        expected = model(**batch).logits.numpy()
+    real = batch["attention_mask"].numpy().astype(bool)
+    assert np.abs(onnx_logits[real] - expected[real]).max() < 1e-4
+
+
+@pytest.mark.parametrize("text", ["the cat is [MASK] with a red ball .", "小猫在公园里[MASK]。"])
+def test_node_fill_mask_equals_the_python_pipeline(exported_bert, text):
+    from transformers import pipeline
+
+    node_ready()
+    expected = pipeline("fill-mask", model=str(exported_bert / "mlm"), top_k=3)(text)
+    got = node_pipeline(exported_bert / "mlm_onnx", "fill-mask", text)
+    assert [g["token"] for g in got] == [e["token"] for e in expected]
+    assert np.allclose([g["score"] for g in got], [e["score"] for e in expected], atol=1e-4)
+    assert node_pipeline(exported_bert / "mlm_onnx", "fill-mask", text, dtype="q8")  # int8 runs too
+
+
+def test_node_text_classification_equals_the_python_pipeline(exported_bert):
+    from transformers import pipeline
+
+    node_ready()
+    text = "the movie was good and the acting was great ."
+    expected = pipeline("text-classification", model=str(exported_bert / "cls"), top_k=2)([text])[0]
+    got = node_pipeline(exported_bert / "cls_onnx", "text-classification", text)
+    assert [g["label"] for g in got] == [e["label"] for e in expected]
+    assert np.allclose([g["score"] for g in got], [e["score"] for e in expected], atol=1e-4)
