@@ -1,4 +1,4 @@
-"""Benchmark scratchformers against transformers' native GPT-2 and Llama, measured side by side.
+"""Benchmark scratchformers against transformers' native GPT-2, Llama and BERT, measured side by side.
 
 For every (family, size, attention) group, our model and the native one get the same config, the same weights
 (copied with `scratchformers.conversion`) and the same batch; their runs are interleaved round-robin in this one
@@ -12,6 +12,9 @@ Measured:
 - MFU: model FLOPs per token x tokens/s / this machine's fp32 matmul peak, measured in the same run;
 - generation: new tokens/s of greedy `generate()` of a fixed length (min_new_tokens = max_new_tokens, so EOS
   cannot stop it), with and without KV cache, batch 1 and 8;
+- BERT (training only): a masked-LM step, 15% of the tokens labelled, against `BertForMaskedLM`; once with the
+  same computation (every position scored) and once with `sparse_prediction` (only the masked positions scored,
+  what `scratchformers pretrain --preset bert-*` runs);
 - optionally (`--compile`) the training step of `torch.compile`d models, reported separately.
 
 Run from the repository root:
@@ -39,6 +42,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import scratchformers as sf
 from scratchformers.conversion import (
+    bert_to_native,
     gpt_config_to_gpt2,
     gpt_state_dict_to_gpt2,
     llama2_to_llama,
@@ -53,8 +57,11 @@ PRESETS = {
     ("gpt", "mini"): "gpt-mini",
     ("llama2", "micro"): "llama2-tiny",
     ("llama2", "mini"): "llama2-mini",
+    ("bert", "micro"): "bert-mini",
+    ("bert", "mini"): "bert-small",
 }
-NATIVE_NAME = {"gpt": "GPT2LMHeadModel", "llama2": "LlamaForCausalLM"}
+NATIVE_NAME = {"gpt": "GPT2LMHeadModel", "llama2": "LlamaForCausalLM", "bert": "BertForMaskedLM"}
+DECODERS = ("gpt", "llama2")
 # The native GPT-2 of the headline rows is what a user gets from GPT2LMHeadModel / every GPT-2 checkpoint:
 # GPT2Config's default activation_function="gelu_new" (tanh GELU as a Python formula, several elementwise kernels).
 # Ours uses "gelu_pytorch_tanh" (the same function in one fused kernel, within ~1e-6). The control row runs the
@@ -62,7 +69,7 @@ NATIVE_NAME = {"gpt": "GPT2LMHeadModel", "llama2": "LlamaForCausalLM"}
 NATIVE_GPT_ACT = "gelu_new"
 CONTROL_GPT_ACT = "gelu_pytorch_tanh"
 TARGETS = {  # training tokens/s ours / native; generation targets are the same for both families
-    "train": {"gpt": 1.2, "llama2": 1.1},
+    "train": {"gpt": 1.2, "llama2": 1.1, "bert": 1.0},
     "train_floor": 1.0,
     "generate_cached_vs_native": 1.0,
     "generate_cached_vs_uncached": 5.0,
@@ -112,27 +119,38 @@ def build_pair(family: str, size: str, attn: str, vocab_size: int, seed: int = 0
     """Our model and the native one with the same weights, both fp32, on attention kernel `attn`, dropout 0.0.
 
     For GPT the native model uses GPT-2's default activation "gelu_new"; `control=True` gives it our fused
-    "gelu_pytorch_tanh" instead (the control row of the benchmark).
+    "gelu_pytorch_tanh" instead (the control row of the benchmark). For BERT `control=True` turns our
+    `sparse_prediction` on (native BERT has no such option).
     """
     torch.manual_seed(seed)
     common = dict(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0, **overrides)
+    if family == "bert":
+        common.update(bos_token_id=None, eos_token_id=None)
     if family == "gpt":
         common = dict(hidden_dropout=0.0, embedding_dropout=0.0, attention_dropout=0.0) | common
         ours = sf.GPTForCausalLM(sf.GPTConfig.from_preset(PRESETS[family, size], **common))
         native = native_gpt2(ours, CONTROL_GPT_ACT if control else NATIVE_GPT_ACT)
+    elif family == "bert":
+        common = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, sparse_prediction=control) | common
+        ours = sf.BertForMaskedLM(sf.BertConfig.from_preset(PRESETS[family, size], **common))
+        native = bert_to_native(ours)
     else:
         common = dict(attention_dropout=0.0) | common
         ours = sf.Llama2ForCausalLM(sf.Llama2Config.from_preset(PRESETS[family, size], **common))
         native = llama2_to_llama(ours)
     for model in (ours, native):
         model.set_attn_implementation(attn)
-        model.generation_config.pad_token_id = 0
-        model.generation_config.eos_token_id = 2
+        if family in DECODERS:
+            model.generation_config.pad_token_id = 0
+            model.generation_config.eos_token_id = 2
     return ours, native
 
 
 def native_label(row) -> str:
     """How a row names the native model it compares with."""
+    if row["family"] == "bert":
+        return NATIVE_NAME["bert"] + (" (ours with sparse_prediction, as pretrain runs it)" if row.get("control")
+                                      else " (the same computation)")
     if row["family"] != "gpt":
         return NATIVE_NAME[row["family"]]
     if row.get("control"):
@@ -182,8 +200,8 @@ def make_optimizer(model):
     return torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
 
 
-def train_step(model, optimizer, batch):
-    loss = model(input_ids=batch, labels=batch).loss
+def train_step(model, optimizer, batch, labels=None):
+    loss = model(input_ids=batch, labels=batch if labels is None else labels).loss
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -224,17 +242,22 @@ def bench_train(family, size, attns, batch, seq, warmup, repeats, vocab_size, pe
     steps, models = {}, {}
     torch.manual_seed(1)
     data = torch.randint(3, vocab_size, (batch, seq))
-    natives = ("native", "control") if family == "gpt" else ("native",)
+    labels = None
+    if family == "bert":  # masked LM: 15% of the positions carry a label
+        labels = data.masked_fill(torch.rand(batch, seq, generator=torch.Generator().manual_seed(2)) > 0.15, -100)
+    natives = ("native", "control") if family in ("gpt", "bert") else ("native",)
     for attn in attns:
         ours, native = build_pair(family, size, attn, vocab_size)
         variants = [("ours", ours), ("native", native)]
         if family == "gpt":
             variants.append(("control", build_pair(family, size, attn, vocab_size, control=True)[1]))
+        if family == "bert":  # the control row is ours with sparse_prediction, against the same native model
+            variants.append(("ours_sparse", build_pair(family, size, attn, vocab_size, control=True)[0]))
         for who, model in variants:
             model.train()
             optimizer = make_optimizer(model)
             models[attn, who] = model
-            steps[attn, who] = (lambda m=model, o=optimizer: train_step(m, o, data))
+            steps[attn, who] = (lambda m=model, o=optimizer: train_step(m, o, data, labels))
     seconds = interleaved(steps, warmup, repeats)
     rows = []
     for attn in attns:
@@ -243,8 +266,15 @@ def bench_train(family, size, attns, batch, seq, warmup, repeats, vocab_size, pe
         ours_tps = batch * seq / seconds[attn, "ours"]
         ours_mb = peak_step_memory(steps[attn, "ours"]) / 2**20 if memory else None
         for native in natives:
+            if family == "bert" and native == "control":  # ours sparse vs the native model
+                ours_tps = batch * seq / seconds[attn, "ours_sparse"]
+                ours_mb = peak_step_memory(steps[attn, "ours_sparse"]) / 2**20 if memory else None
+                native = "native"
+                control = True
+            else:
+                control = native == "control"
             row = dict(family=family, size=size, preset=PRESETS[family, size], attn=attn, batch=batch, seq=seq,
-                       control=native == "control", native=type(models[attn, native]).__name__)
+                       control=control, native=type(models[attn, native]).__name__)
             if family == "gpt":
                 row["native_activation"] = models[attn, native].config.activation_function
             row["flops_per_token"] = flops
@@ -258,7 +288,7 @@ def bench_train(family, size, attns, batch, seq, warmup, repeats, vocab_size, pe
                 row["ours_peak_step_mb"] = ours_mb
                 row["native_peak_step_mb"] = peak_step_memory(steps[attn, native]) / 2**20
             row["ratio"] = row["ours_tokens_per_s"] / row["native_tokens_per_s"]
-            row["target"] = None if row["control"] else TARGETS["train"][family]
+            row["target"] = None if row["control"] and family == "gpt" else TARGETS["train"][family]
             rows.append(row)
     return rows
 
@@ -470,7 +500,8 @@ def parse_args(argv=None):
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="fewer repeats and generation sizes: under 3 minutes")
     group.add_argument("--smoke", action="store_true", help="smallest run (seconds), to check the script works")
-    parser.add_argument("--families", default="gpt,llama2", help="comma-separated subset of gpt,llama2")
+    parser.add_argument("--families", default="gpt,llama2,bert", help="comma-separated subset of gpt,llama2,bert "
+                        "(bert: training only)")
     parser.add_argument("--sizes", help="comma-separated subset of micro,mini (default: by mode)")
     parser.add_argument("--attn", help="comma-separated subset of sdpa,eager (default: by mode)")
     parser.add_argument("--batch", type=int, help="training batch size (default 8)")
@@ -554,7 +585,7 @@ def run(args, mode, settings, families, command) -> dict:
                                                settings["repeats"], args.vocab_size, peaks[0],
                                                memory=not args.no_memory)
     if not args.no_generate:
-        for family in families:
+        for family in [f for f in families if f in DECODERS]:
             for size in settings["gen_sizes"]:
                 batches = settings["gen_batches"] if size == "micro" else settings["mini_gen_batches"]
                 log(f"[bench] generate {family} {size} batches {batches} ({time.perf_counter() - started:.0f} s)")
@@ -564,13 +595,13 @@ def run(args, mode, settings, families, command) -> dict:
                                                        args.vocab_size,
                                                        None if size == "micro" else settings["mini_uncached_tokens"])
     if args.static_cache:
-        for family in families:
+        for family in [f for f in families if f in DECODERS]:
             for size in settings["gen_sizes"]:
                 log(f"[bench] static cache + compile {family} {size} ({time.perf_counter() - started:.0f} s)")
                 result["static_cache"].append(bench_static_cache(family, size, settings["prompt"], settings["gen_tokens"],
                                                                  settings["gen_repeats"], args.vocab_size))
     if args.compile:
-        for family in families:
+        for family in [f for f in families if f in DECODERS]:
             log(f"[bench] torch.compile {family} micro")
             try:
                 result["compile"].append(bench_compile(family, "micro", settings["batch"], settings["seq"],
