@@ -27,7 +27,10 @@ def test_benchmark_smoke_mode_writes_every_row_with_matching_greedy_tokens(tmp_p
     assert (tmp_path / "latest_smoke.md").read_text().count("\n| gpt-micro vs GPT2LMHeadModel") >= 2
 
     assert saved["matmul_peak_gflops"] > 0
-    assert {(r["family"], r["attn"]) for r in result["train"]} == {("gpt", "sdpa"), ("llama2", "sdpa")}
+    assert {(r["family"], r["attn"]) for r in result["train"]} == {("gpt", "sdpa"), ("llama2", "sdpa"), ("bert", "sdpa")}
+    # BERT: the same computation as native BertForMaskedLM, and the sparse_prediction step pretrain runs
+    assert sorted(r["control"] for r in result["train"] if r["family"] == "bert") == [False, True]
+    assert all(r["native"] == "BertForMaskedLM" for r in result["train"] if r["family"] == "bert")
     for row in saved["train"]:
         for key in ("ours_tokens_per_s", "native_tokens_per_s", "ours_mfu", "ours_peak_step_mb", "ratio"):
             assert math.isfinite(row[key]) and row[key] > 0, (key, row)

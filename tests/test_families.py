@@ -61,13 +61,22 @@ def toy_folder(folder, seed=0):
 
 
 def test_the_builtin_families_are_registered_with_everything_the_tools_read():
-    assert {f.name for f in FAMILIES.values()} == {"gpt", "llama2"}
+    assert {f.name for f in FAMILIES.values()} == {"gpt", "llama2", "bert"}
     for family in FAMILIES.values():
         assert family_of(family.model_type) is family and family_of(family.config_class()) is family
-        assert family.causal_lm.config_class is family.config_class and family.lora_target_modules
+        assert family.pretraining_model.config_class is family.config_class and family.lora_target_modules
         assert family.card["en"] and family.card["zh"]
+    assert [f.name for f in FAMILIES.values() if not f.is_decoder] == ["bert"]
     with pytest.raises(ValueError, match="'bert' is not a scratchformers family"):
-        family_of("bert")
+        family_of("bert")  # the native model type, which the BERT family converts from
+
+
+def test_a_family_needs_its_pretraining_head():
+    with pytest.raises(ValueError, match="heads must include its pretraining head AutoModelForMaskedLM"):
+        register_family(ModelFamily(
+            name="broken", config_class=ToyConfig, heads={"AutoModel": ToyForCausalLM}, native_model_type="gpt2",
+            native_model=GPT2LMHeadModel, native_config_class=GPT2Config, to_native=conversion.gpt_to_gpt2,
+            from_native=toy_from_gpt2, pretraining_head="AutoModelForMaskedLM"))
 
 
 def test_a_registered_family_gets_lora_defaults_conversion_and_a_hub_card(toy_registry, tmp_path):
