@@ -92,10 +92,10 @@ def pretrain(language: str, spec: dict, size: dict, data_dir: Path, output: Path
     files = [str(data_dir / f"{spec['prefix']}_train.csv")] + [str(data_dir / name) for name in spec["corpus"]]
     model_args = ModelArguments(preset=size["preset"], vocab_size=size["vocab_size"], tokenizer_type="wordpiece")
     data_args = PretrainDataArguments(train_files=files, block_size=size["block_size"], time_budget=size["budget"],
-                                      validation_split_percentage=2.0, whole_word_mask=language == "en")
+                                      validation_split_percentage=2.0)  # whole-word masking: see benchmarks/README.md
     training_args = TrainingArguments(
         output_dir=str(output), per_device_train_batch_size=size["pretrain_batch"], learning_rate=size["pretrain_lr"],
-        lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.01, logging_steps=50, eval_strategy="no",
+        lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.01, adam_beta2=0.98, logging_steps=50, eval_strategy="no",
         save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
     )
     torch.set_num_threads(threads)
