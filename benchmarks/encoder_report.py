@@ -95,8 +95,8 @@ def pretrain(language: str, spec: dict, size: dict, data_dir: Path, output: Path
                                       validation_split_percentage=2.0)  # whole-word masking: see benchmarks/README.md
     training_args = TrainingArguments(
         output_dir=str(output), per_device_train_batch_size=size["pretrain_batch"], learning_rate=size["pretrain_lr"],
-        lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.01, adam_beta2=0.98, logging_steps=50, eval_strategy="no",
-        save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
+        lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.01, adam_beta2=0.98, logging_steps=50,
+        eval_strategy="no", save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
     )
     torch.set_num_threads(threads)
     return run_mlm(model_args, data_args, training_args, verbose=False)

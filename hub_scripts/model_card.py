@@ -261,16 +261,24 @@ def _family_line(config: dict) -> dict:
     return {lang: f"{card.get(lang, model_type)}, model_type `{model_type}`" for lang in ("en", "zh")}
 
 
-def _texts(repo_id, base_model, endpoint, classifier, chat, context, has_base_link, sources) -> dict:
-    """The card's sentences in English and 中文 (the template lays them out)."""
+def _texts(repo_id, base_model, endpoint, classifier, chat, context, has_base_link, sources, masked=False) -> dict:
+    """The card's sentences in English and 中文 (the template lays them out); `masked` for a masked LM (BERT)."""
     link = f"[`{base_model}`]({endpoint}/{base_model})" if has_base_link else f"`{base_model}`"
     code = ["from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline" if classifier
+            else "from transformers import pipeline" if masked
             else "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
             f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)']
+    kind = ("text classifier", "文本分类模型") if classifier else (
+        ("masked language model (a BERT-style encoder)", "掩码语言模型（BERT 风格编码器）") if masked else
+        ("causal language model", "因果语言模型"))
     texts = {}
     for lang in ("en", "zh"):
         t = (lambda en, zh: zh if lang == "zh" else en)  # noqa: E731
-        if classifier:
+        if masked:
+            lines = code[:2] + [
+                f'fill = pipeline("fill-mask", model="{repo_id}", trust_remote_code=True)',
+                'print(fill("' + t("The movie was [MASK] .", "这部电影很[MASK]看。") + '"))']
+        elif classifier:
             lines = code + [
                 f'model = AutoModelForSequenceClassification.from_pretrained("{repo_id}", trust_remote_code=True)',
                 'classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
@@ -288,9 +296,9 @@ def _texts(repo_id, base_model, endpoint, classifier, chat, context, has_base_li
                       'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))']
         texts[lang] = {
             "model_heading": t("## Model", "## 模型"),
-            "intro": t(f"`{repo_id}` is a {'text classifier' if classifier else 'causal language model'} built with "
+            "intro": t(f"`{repo_id}` is a {kind[0]} built with "
                        "scratchformers: models written from scratch, native to 🤗 transformers.",
-                       f"`{repo_id}` 是用 scratchformers 训练的{'文本分类模型' if classifier else '因果语言模型'}："
+                       f"`{repo_id}` 是用 scratchformers 训练的{kind[1]}："
                        "从零手写、原生兼容 🤗 transformers。"),
             "fine_tuned_from": t(f"Fine-tuned from {link}.", f"在 {link} 的基础上微调。"),
             "architecture_heading": t("### Architecture and size", "### 结构与规模"),
@@ -315,10 +323,10 @@ def _texts(repo_id, base_model, endpoint, classifier, chat, context, has_base_li
             "limits_heading": t("### Limits", "### 局限"),
             "limits": [
                 t("A small model trained from scratch: its predictions are often wrong outside its training data; "
-                  "do not rely on it for decisions." if classifier else
+                  "do not rely on it for decisions." if classifier or masked else
                   "A small model trained from scratch: expect fluent-looking but often wrong or incoherent text; do "
                   "not rely on it for facts or decisions.",
-                  "从零训练的小模型：在训练数据以外经常判断错误，不要依赖它做决策。" if classifier else
+                  "从零训练的小模型：在训练数据以外经常判断错误，不要依赖它做决策。" if classifier or masked else
                   "从零训练的小模型：生成的文字可能通顺但经常错误或不连贯，不要依赖其事实或用于决策。"),
                 t("It reflects its training data, including its biases, and has no safety tuning.",
                   "模型反映训练数据（包括其中的偏见），未经过安全对齐。"),
@@ -357,7 +365,8 @@ def build_model_card(model_folder, repo_id: str, *, weights_folder=None, license
     evaluation = {k: v for k, v in records.evaluation.items() if k != "step"}
 
     classifier = any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
-    task = "text-classification" if classifier else "text-generation"
+    masked = any(a.endswith("ForMaskedLM") for a in config.get("architectures") or [])
+    task = "text-classification" if classifier else "fill-mask" if masked else "text-generation"
     metric = (("accuracy", "eval_accuracy", "Accuracy") if classifier
               else ("perplexity", "eval_perplexity", "Perplexity"))
     eval_results = None
@@ -389,7 +398,7 @@ def build_model_card(model_folder, repo_id: str, *, weights_folder=None, license
         languages=["en", "zh"],
         text=_texts(repo_id, base_model, endpoint, classifier, has_chat_template,
                     config.get("max_position_embeddings"), base_is_hub,
-                    ", ".join(f"`{name}`" for name in records.sources)),
+                    ", ".join(f"`{name}`" for name in records.sources), masked),
         base_model=base_model,
         architecture=architecture,
         datasets=datasets,

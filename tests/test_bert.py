@@ -347,3 +347,18 @@ def test_cli_pretrains_with_masked_lm_then_classifies(tmp_path):
     classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")
     assert type(classifier) is sf.BertForSequenceClassification
     assert json.loads((tmp_path / "cls" / "all_results.json").read_text())["eval_accuracy"] >= 0
+
+
+def test_a_staged_bert_folder_has_a_fill_mask_card_and_loads(tmp_path, wordpiece):
+    from huggingface_hub import ModelCard
+
+    from hub_scripts import stage_model_folder
+
+    model_of(sf.BertForMaskedLM, vocab_size=len(wordpiece)).save_pretrained(tmp_path / "mlm")
+    wordpiece.save_pretrained(tmp_path / "mlm")
+    stage_model_folder(tmp_path / "mlm", tmp_path / "staged", repo_id="alice/tiny-bert")
+    card = ModelCard.load(tmp_path / "staged" / "README.md")
+    assert card.data.pipeline_tag == "fill-mask" and "scratch_bert" in card.data.tags
+    assert 'pipeline("fill-mask", model="alice/tiny-bert"' in card.text and "generate(" not in card.text
+    assert "masked language model" in card.text and "掩码语言模型" in card.text
+    assert {"modeling_bert.py", "configuration_bert.py", "tokenizer.json"} <= {p.name for p in (tmp_path / "staged").iterdir()}
