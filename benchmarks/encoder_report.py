@@ -18,7 +18,6 @@ Run from the repository root (20 minutes of pretraining and a few of fine-tuning
 """
 
 import argparse
-import csv
 import datetime
 import json
 import os

@@ -7,7 +7,8 @@
 // 在 Node.js 中运行导出的 BERT：完形填空（fill-mask）或文本分类（text-classification），输出一行 JSON。
 
 import path from "node:path";
-import { env, pipeline } from "@huggingface/transformers";
+import { pipeline } from "@huggingface/transformers";
+import { useLocalFolder } from "./lib.mjs";
 
 const USAGE = `usage: node js/encode.mjs MODEL_DIR fill-mask|text-classification "text" [--top-k K] [--dtype fp32|q8]`;
 const TASKS = ["fill-mask", "text-classification"];
@@ -40,10 +41,7 @@ async function main() {
     console.error(error.message);
     process.exit(2);
   }
-  env.allowRemoteModels = false;  // a local folder only: the model name is the folder, looked up under its parent
-  env.allowLocalModels = true;
-  env.localModelPath = path.dirname(path.resolve(options.modelDir)) + path.sep;
-  const name = path.basename(path.resolve(options.modelDir));
+  const name = useLocalFolder(options.modelDir, path);
   const run = await pipeline(options.task, name, { dtype: options.dtype, device: "cpu", local_files_only: true });
   console.log(JSON.stringify(await run(options.text, { top_k: options.topK })));
 }

@@ -9,8 +9,8 @@
 // 用 transformers.js 在 Node.js 中加载导出的 ONNX 模型并逐 token 流式生成。
 
 import path from "node:path";
-import { AutoModelForCausalLM, AutoTokenizer, env } from "@huggingface/transformers";
-import { generate } from "./lib.mjs";
+import { AutoModelForCausalLM, AutoTokenizer } from "@huggingface/transformers";
+import { generate, useLocalFolder } from "./lib.mjs";
 
 const USAGE = `usage: node js/generate.mjs MODEL_DIR "prompt" [--max-new-tokens N] [--do-sample] [--temperature T]
        [--top-k K] [--top-p P] [--repetition-penalty R] [--chat] [--dtype fp32|q8] [--json]`;
@@ -46,11 +46,7 @@ export function parseArgs(argv) {
 }
 
 export async function load(modelDir, dtype = "fp32") {
-  // a local folder only: the model name is the folder, looked up under its parent
-  env.allowRemoteModels = false;
-  env.allowLocalModels = true;
-  env.localModelPath = path.dirname(path.resolve(modelDir)) + path.sep;
-  const name = path.basename(path.resolve(modelDir));
+  const name = useLocalFolder(modelDir, path);
   const tokenizer = await AutoTokenizer.from_pretrained(name, { local_files_only: true });
   const model = await AutoModelForCausalLM.from_pretrained(name, { dtype, device: "cpu", local_files_only: true });
   return { tokenizer, model };

@@ -2,7 +2,16 @@
 // the same way scratchformers.generation does it in Python (BOS + text, or the chat template; stop at <|im_end|>).
 // Node 与浏览器共用的生成逻辑，与 Python 端 scratchformers.generation 一致。
 
-import { Tensor, TextStreamer } from "@huggingface/transformers";
+import { Tensor, TextStreamer, env } from "@huggingface/transformers";
+
+// A local folder only, never the Hub: transformers.js looks the model name (the folder's own name) up under its
+// parent. Returns that name. (Node.js only: the page serves its model over HTTP.)
+export function useLocalFolder(modelDir, path) {
+  env.allowRemoteModels = false;
+  env.allowLocalModels = true;
+  env.localModelPath = path.dirname(path.resolve(modelDir)) + path.sep;
+  return path.basename(path.resolve(modelDir));
+}
 
 export function promptIds(tokenizer, prompt, chat) {
   if (chat) {

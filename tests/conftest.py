@@ -2,6 +2,10 @@
 
 import os
 import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -198,3 +202,36 @@ def http_folder(tmp_path, monkeypatch):
     yield folder, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+# The start of a script that must run where scratchformers cannot be imported (remote-code tests): the package is
+# hidden from the import system and the working directory is not on the path.
+WITHOUT_SCRATCHFORMERS = textwrap.dedent(
+    """
+    import sys
+
+    class HideScratchformers:
+        def find_spec(self, name, path=None, target=None):
+            if name == "scratchformers" or name.startswith("scratchformers."):
+                raise ModuleNotFoundError("scratchformers is hidden in this test")
+            return None
+
+    sys.meta_path.insert(0, HideScratchformers())
+    sys.path = [p for p in sys.path if p not in ("", ".")]
+    """
+)
+
+
+def run_without_scratchformers(tmp_path, script: str, *args) -> subprocess.CompletedProcess:
+    """Run `WITHOUT_SCRATCHFORMERS + script` with `args` in a fresh interpreter whose working folder is outside the
+    repository, offline, with its own Hugging Face cache."""
+    path = tmp_path / "without_scratchformers.py"
+    path.write_text(WITHOUT_SCRATCHFORMERS + textwrap.dedent(script))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    work_dir = tmp_path / "elsewhere"
+    work_dir.mkdir(exist_ok=True)
+    assert Path(__file__).resolve().parents[1] not in work_dir.resolve().parents  # not inside the repository
+    return subprocess.run([sys.executable, str(path), *map(str, args)], cwd=work_dir, env=env, capture_output=True,
+                          text=True, timeout=300)
+

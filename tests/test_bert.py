@@ -2,13 +2,10 @@
 LoRA by hand == PEFT on the encoder, bad inputs, and the CLI from masked-LM pretraining to classification."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
+from conftest import run_without_scratchformers
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
 from transformers import BertForMaskedLM as NativeMaskedLM
 from transformers import BertForSequenceClassification as NativeSequenceClassification
@@ -128,31 +125,19 @@ def test_mlm_decoder_is_tied_and_the_round_trip_keeps_logits(tmp_path):
                              "AutoModelForTokenClassification"}
 
 
-REMOTE_SCRIPT = textwrap.dedent(
-    """
-    import sys
+REMOTE_SCRIPT = """
+import torch
+from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, pipeline
 
-    class HideScratchformers:
-        def find_spec(self, name, path=None, target=None):
-            if name == "scratchformers" or name.startswith("scratchformers."):
-                raise ModuleNotFoundError("scratchformers is hidden in this test")
-            return None
-
-    sys.meta_path.insert(0, HideScratchformers())
-    sys.path = [p for p in sys.path if p not in ("", ".")]
-    import torch
-    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, pipeline
-
-    folder, out = sys.argv[1], sys.argv[2]
-    model = AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True).eval()
-    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-    classifier = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True, num_labels=2)
-    fill = pipeline("fill-mask", model=folder, trust_remote_code=True, top_k=2)
-    with torch.no_grad():
-        logits = model(input_ids=torch.tensor([[2, 17, 33, 9, 3]])).logits
-    torch.save({"logits": logits, "classifier": type(classifier).__name__, "fill": fill("the [MASK] is playing")}, out)
-    """
-)
+folder, out = sys.argv[1], sys.argv[2]
+model = AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True).eval()
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+classifier = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True, num_labels=2)
+fill = pipeline("fill-mask", model=folder, trust_remote_code=True, top_k=2)
+with torch.no_grad():
+    logits = model(input_ids=torch.tensor([[2, 17, 33, 9, 3]])).logits
+torch.save({"logits": logits, "classifier": type(classifier).__name__, "fill": fill("the [MASK] is playing")}, out)
+"""
 
 
 def test_remote_code_and_fill_mask_pipeline_load_without_scratchformers(tmp_path, wordpiece):
@@ -160,13 +145,7 @@ def test_remote_code_and_fill_mask_pipeline_load_without_scratchformers(tmp_path
     folder = tmp_path / "checkpoint"
     model.save_pretrained(folder)
     wordpiece.save_pretrained(folder)
-    script = tmp_path / "load_remote.py"
-    script.write_text(REMOTE_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
-    (tmp_path / "elsewhere").mkdir()
-    completed = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "out.pt")],
-                               cwd=tmp_path / "elsewhere", env=env, capture_output=True, text=True, timeout=300)
+    completed = run_without_scratchformers(tmp_path, REMOTE_SCRIPT, folder, tmp_path / "out.pt")
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = torch.load(tmp_path / "out.pt")
     with torch.no_grad():

@@ -2,13 +2,9 @@
 
 import ast
 import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import torch
+from conftest import run_without_scratchformers
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 X = torch.tensor([[5, 17, 33, 9, 71, 12, 3, 250]])
@@ -82,55 +78,35 @@ def test_dtype_is_kept_by_from_pretrained(family, tmp_path):
     assert family.causal_lm.from_pretrained(tmp_path, dtype=torch.float32).dtype == torch.float32
 
 
-REMOTE_SCRIPT = textwrap.dedent(
-    """
-    import sys
+REMOTE_SCRIPT = """
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    class HideScratchformers:
-        def find_spec(self, name, path=None, target=None):
-            if name == "scratchformers" or name.startswith("scratchformers."):
-                raise ModuleNotFoundError("scratchformers is hidden in this test")
-            return None
-
-    sys.meta_path.insert(0, HideScratchformers())
-    sys.path = [p for p in sys.path if p not in ("", ".")]
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    try:
-        import scratchformers  # noqa: F401
-        raise SystemExit("scratchformers should not be importable here")
-    except ModuleNotFoundError:
-        pass
-    folder, out = sys.argv[1], sys.argv[2]
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-    classifier = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True, num_labels=2)
-    with torch.no_grad():
-        logits = model(torch.tensor([[5, 17, 33, 9, 71, 12, 3, 250]])).logits
-        tokens = model.generate(torch.tensor([[5, 17, 33]]), max_new_tokens=8, min_new_tokens=8, do_sample=False)
-    torch.save({"logits": logits, "tokens": tokens, "classifier": type(classifier).__name__}, out)
-    """
-)
+try:
+    import scratchformers  # noqa: F401
+    raise SystemExit("scratchformers should not be importable here")
+except ModuleNotFoundError:
+    pass
+folder, out = sys.argv[1], sys.argv[2]
+model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+classifier = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True, num_labels=2)
+with torch.no_grad():
+    logits = model(torch.tensor([[5, 17, 33, 9, 71, 12, 3, 250]])).logits
+    tokens = model.generate(torch.tensor([[5, 17, 33]]), max_new_tokens=8, min_new_tokens=8, do_sample=False)
+torch.save({"logits": logits, "tokens": tokens, "classifier": type(classifier).__name__}, out)
+"""
 
 
 def test_remote_code_loads_without_scratchformers_installed(family, tmp_path):
     model = family.model()
     folder = tmp_path / "checkpoint"
     model.save_pretrained(folder)
-    script = tmp_path / "load_remote.py"
-    script.write_text(REMOTE_SCRIPT)
     result_file = tmp_path / "result.pt"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
-    work_dir = tmp_path / "elsewhere"
-    work_dir.mkdir()
-    completed = subprocess.run([sys.executable, str(script), str(folder), str(result_file)], cwd=work_dir, env=env,
-                               capture_output=True, text=True, timeout=300)
+    completed = run_without_scratchformers(tmp_path, REMOTE_SCRIPT, folder, result_file)
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = torch.load(result_file)
     assert torch.equal(result["logits"], _logits(model))
     expected = model.generate(torch.tensor([[5, 17, 33]]), max_new_tokens=8, min_new_tokens=8, do_sample=False)
     assert torch.equal(result["tokens"], expected)
     assert result["classifier"] == family.seq_cls.__name__
-    assert Path(__file__).resolve().parents[1] not in work_dir.resolve().parents

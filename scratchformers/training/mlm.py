@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, TrainingArguments, pipeline
 
-from ..corpus import load_texts
 from .arguments import ModelArguments, PretrainDataArguments
 from .budget import TimeBudget, parse_duration
 from .common import (
@@ -25,6 +24,7 @@ from .common import (
     train_and_save,
 )
 from .data import WholeWordMaskCollator, pack_mlm_dataset
+from .pretrain import get_tokenizer, pack_splits, split_validation
 
 
 def masked_token_accuracy(eval_prediction) -> dict:
@@ -61,7 +61,7 @@ def fill_mask_samples(model, tokenizer, texts: list[str], top_k: int = 3) -> lis
     lines = []
     for text in texts:
         words = tokenizer.tokenize(text)[: model.config.max_position_embeddings - 2]
-        candidates = [i for i, token in enumerate(words) if token.isalnum() and len(token) > 0]
+        candidates = [i for i, token in enumerate(words) if token.isalnum()]
         if len(candidates) < 3:
             continue
         i = candidates[len(candidates) // 2]
@@ -86,8 +86,6 @@ def run_mlm(
     With `data_args.time_budget`, training stops when the budget is spent and the learning rate follows the time.
     用掩码语言模型目标（随机遮住 15% 的 token 并预测原词）从零预训练 BERT 风格编码器；可按时间预算训练。
     """
-    from .pretrain import get_tokenizer, split_validation
-
     budget = TimeBudget(parse_duration(data_args.time_budget)) if data_args.time_budget else None
     resume = start_run(training_args, data_args.overwrite)
     raw_train, raw_eval = split_validation(data_args, training_args.seed)
@@ -103,13 +101,8 @@ def run_mlm(
         model = AutoModelForMaskedLM.from_config(config, **kwargs)
     check_model_fits(model.config, tokenizer, data_args.block_size)
 
-    with training_args.main_process_first(desc="tokenizing"):
-        train_dataset = pack_mlm_dataset(raw_train, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
-        eval_dataset = None
-        if raw_eval is not None:
-            eval_dataset = pack_mlm_dataset(raw_eval, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
-            if data_args.max_eval_samples is not None and data_args.max_eval_samples < len(eval_dataset):
-                eval_dataset = eval_dataset.select(range(data_args.max_eval_samples))
+    train_dataset, eval_dataset = pack_splits(pack_mlm_dataset, raw_train, raw_eval, tokenizer, data_args,
+                                              training_args)
     n_params = sum(p.numel() for p in model.parameters())
     if verbose and training_args.process_index == 0:
         print(

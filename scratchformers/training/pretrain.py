@@ -62,6 +62,19 @@ def split_validation(data_args: PretrainDataArguments, seed: int):
     return raw_train, None
 
 
+def pack_splits(pack, raw_train, raw_eval, tokenizer, data_args: PretrainDataArguments, training_args):
+    """`pack(texts, tokenizer, block_size)` on the train and validation texts (rank 0 first, the others read its
+    cache); the validation blocks cut to --max_eval_samples. Returns (train, validation or None)."""
+    with training_args.main_process_first(desc="tokenizing"):
+        train = pack(raw_train, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
+        if raw_eval is None:
+            return train, None
+        validation = pack(raw_eval, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
+    if data_args.max_eval_samples is not None and data_args.max_eval_samples < len(validation):
+        validation = validation.select(range(data_args.max_eval_samples))
+    return train, validation
+
+
 def load_config(name):
     """The config of a saved model folder or Hub repo (for its family), with the errors of `load_pretrained`."""
     from transformers import AutoConfig
@@ -113,13 +126,7 @@ def run_pretrain(
         model_args.config_overrides,
         model_args.attn_implementation,
     )
-    with training_args.main_process_first(desc="tokenizing"):
-        train_dataset = pack_dataset(raw_train, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
-        eval_dataset = None
-        if raw_eval is not None:
-            eval_dataset = pack_dataset(raw_eval, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
-            if data_args.max_eval_samples is not None and data_args.max_eval_samples < len(eval_dataset):
-                eval_dataset = eval_dataset.select(range(data_args.max_eval_samples))
+    train_dataset, eval_dataset = pack_splits(pack_dataset, raw_train, raw_eval, tokenizer, data_args, training_args)
 
     n_params = sum(p.numel() for p in model.parameters())
     if verbose and training_args.process_index == 0:
