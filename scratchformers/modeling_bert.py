@@ -139,7 +139,7 @@ class BertPreTrainedModel(ScratchPreTrainedModel):
     config: BertConfig
     base_model_prefix = "bert"
     _no_split_modules = ["BertEmbeddings", "BertLayer"]
-    _can_compile_fullgraph = False  # the input checks read token ids and positions
+    _can_compile_fullgraph = False  # not yet tested under torch.compile(fullgraph=True), unlike the decoders
     _can_record_outputs = {"hidden_states": BertLayer, "attentions": BertSelfAttention}
     auto_heads = {
         "AutoModel": "BertModel",
