@@ -341,3 +341,17 @@ def test_a_staged_bert_folder_has_a_fill_mask_card_and_loads(tmp_path, wordpiece
     assert 'pipeline("fill-mask", model="alice/tiny-bert"' in card.text and "generate(" not in card.text
     assert "masked language model" in card.text and "掩码语言模型" in card.text
     assert {"modeling_bert.py", "configuration_bert.py", "tokenizer.json"} <= {p.name for p in (tmp_path / "staged").iterdir()}
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    labels = torch.tensor([1, 0, 1])
+    grads = []
+    for checkpointing in (False, True):
+        model = model_of(sf.BertForSequenceClassification, num_labels=2, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert all(layer.gradient_checkpointing for layer in model.bert.layers)
+        model(input_ids=IDS, attention_mask=MASK, labels=labels).loss.backward()
+        grads.append({name: p.grad for name, p in model.named_parameters()})
+    assert all(torch.allclose(grads[0][name], grads[1][name], atol=1e-6) for name in grads[0])
