@@ -355,3 +355,33 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         model(input_ids=IDS, attention_mask=MASK, labels=labels).loss.backward()
         grads.append({name: p.grad for name, p in model.named_parameters()})
     assert all(torch.allclose(grads[0][name], grads[1][name], atol=1e-6) for name in grads[0])
+
+
+@pytest.mark.parametrize("method", ["peft", "hand"])
+def test_cli_classify_with_lora_saves_a_folder_that_loads_with_the_trained_weights(tmp_path, wordpiece, method):
+    from transformers import pipeline
+
+    from scratchformers.cli import main
+
+    model_of(sf.BertForMaskedLM, vocab_size=len(wordpiece)).save_pretrained(tmp_path / "base")
+    wordpiece.save_pretrained(tmp_path / "base")
+    rows = ["text,label"] + [f"{t},{i % 2}" for i, t in enumerate(["good movie", "bad movie", "great fun", "awful"] * 8)]
+    (tmp_path / "train.csv").write_text("\n".join(rows), encoding="utf-8")
+    out = tmp_path / method
+    assert main(["classify", "--model_name_or_path", str(tmp_path / "base"), "--train_file", str(tmp_path / "train.csv"),
+                 "--validation_file", str(tmp_path / "train.csv"), "--output_dir", str(out), "--lora", method,
+                 "--lora_r", "4", "--max_steps", "4", "--report_to", "none", "--disable_tqdm", "true",
+                 "--learning_rate", "1e-2"]) == 0
+    adapter = out if method == "peft" else out / "adapter"
+    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 4
+    loaded = AutoModelForSequenceClassification.from_pretrained(out).eval()  # PEFT: base + adapter; hand: merged
+    logits = pipeline("text-classification", model=loaded, tokenizer=wordpiece, top_k=None)(["good movie"])[0]
+    validation = json.loads((out / "all_results.json").read_text())
+    inputs = wordpiece(["good movie"], return_tensors="pt")
+    with torch.no_grad():
+        probabilities = loaded(**inputs).logits.softmax(-1)[0]
+    assert sorted(round(g["score"], 5) for g in logits) == sorted(round(p, 5) for p in probabilities.tolist())
+    base = AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=2).eval()
+    with torch.no_grad():  # trained: not the base model with a fresh head
+        assert not torch.allclose(base.bert(**inputs).pooler_output, loaded.bert(**inputs).pooler_output)
+    assert "eval_accuracy" in validation

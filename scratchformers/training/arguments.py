@@ -174,6 +174,15 @@ class ClassifyArguments:
         default=None,
         metadata={"help": "Texts are truncated to this many tokens. Default: the model's context, at most 256."},
     )
+    lora: str = field(
+        default="none",
+        metadata={"help": "'none': train every weight; 'peft': PEFT LoRA (saves the adapter, loadable by "
+                  "AutoModelForSequenceClassification); 'hand': scratchformers.lora (saves the merged model, the "
+                  "adapter in adapter/). Both adapt every linear layer of the blocks and train the head in full.",
+                  "choices": ["none", "peft", "hand"]},
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)."})
     overwrite: bool = field(default=False, metadata={"help": "Write over an --output_dir that holds results."})
 
 

@@ -1,6 +1,8 @@
-"""Sequence-classification fine-tuning from CSV (`text,label`) with accuracy, for both model families."""
+"""Sequence-classification fine-tuning from CSV (`text,label`) with accuracy, for every family, fully or with LoRA."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from transformers import (
@@ -31,10 +33,39 @@ def accuracy(eval_prediction) -> dict:
     return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
 
 
+def with_lora(model, args: ClassifyArguments):
+    """The model as `--lora` asks: unchanged, wrapped by PEFT, or with `scratchformers.lora` layers added. Both LoRAs
+    adapt the family's default targets (every linear layer of the blocks) and train the classification head."""
+    if args.lora not in ("none", "peft", "hand"):
+        raise ValueError(f"--lora must be none, peft or hand, got {args.lora!r}")
+    if args.lora == "peft":
+        from ..peft_utils import get_peft_lora_model
+
+        return get_peft_lora_model(model, task_type="SEQ_CLS", r=args.lora_r, lora_alpha=args.lora_alpha,
+                                   lora_dropout=0.0)
+    if args.lora == "hand":
+        from ..lora import LoraSettings, add_lora
+
+        return add_lora(model, LoraSettings(r=args.lora_r, lora_alpha=args.lora_alpha, task_type="SEQ_CLS"))
+    return model
+
+
+def save_merged_and_adapter(model, output_dir) -> None:
+    """After hand-rolled LoRA: the adapter to `output_dir/adapter` (PEFT's format) and, in `output_dir`, the model
+    with every update merged into its weights, an ordinary classifier that loads without any LoRA code."""
+    import copy
+
+    from ..lora import save_lora_adapter, unload_lora
+
+    save_lora_adapter(model, Path(output_dir) / "adapter", overwrite=True)
+    unload_lora(copy.deepcopy(model), merge=True).save_pretrained(output_dir)
+
+
 def run_classify(args: ClassifyArguments, training_args: TrainingArguments, callbacks=None, verbose=True) -> dict:
     """Fine-tune a sequence classifier of any family (GPT, LLaMA2: last token; BERT: [CLS]) on CSV text,label files.
 
-    Reports accuracy on the validation (and test) file; saves model + tokenizer with id2label/label2id.
+    Reports accuracy on the validation (and test) file; saves model + tokenizer with id2label/label2id. With
+    `args.lora` "peft" the folder holds the PEFT adapter, with "hand" the merged model and `adapter/`.
     在 text,label 格式的 CSV 上微调序列分类模型（各模型族均可），报告准确率。
     """
     if not args.train_file:
@@ -65,6 +96,7 @@ def run_classify(args: ClassifyArguments, training_args: TrainingArguments, call
         model = AutoModelForSequenceClassification.from_config(config)
     max_length = args.max_length or min(256, model.config.max_position_embeddings)
     check_model_fits(model.config, tokenizer, max_length)
+    model = with_lora(model, args)
 
     def tokenize(batch):
         return tokenizer(batch[args.text_column], truncation=True, max_length=max_length)
@@ -91,6 +123,8 @@ def run_classify(args: ClassifyArguments, training_args: TrainingArguments, call
         return metrics
 
     metrics = train_and_save(trainer, resume, "classification", {"labels": label_names}, evaluate)
+    if args.lora == "hand" and trainer.is_world_process_zero():
+        save_merged_and_adapter(model, training_args.output_dir)
     if trainer.is_world_process_zero():
         if verbose:
             for split in ("eval", "test"):
