@@ -15,6 +15,7 @@ transformers and sibling files, so `save_pretrained` ships it as remote code.
 import torch
 from torch import nn
 
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -25,7 +26,6 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers import initialization as init
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
 from transformers.utils.generic import merge_with_config_defaults
@@ -33,6 +33,17 @@ from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_bert import BertConfig
 from .modeling_common import ScratchPreTrainedModel, check_positions, check_token_ids, eager_attention_forward
+
+
+def check_token_type_ids(config, token_type_ids: torch.Tensor) -> None:
+    """A clear error for a segment id outside `0 .. type_vocab_size - 1` (eager mode only)."""
+    if torch.compiler.is_compiling() or token_type_ids.numel() == 0:
+        return
+    low, high = torch.aminmax(token_type_ids)
+    if low < 0 or high >= config.type_vocab_size:
+        bad = int(low) if low < 0 else int(high)
+        raise ValueError(f"token_type_ids holds {bad}, outside 0..{config.type_vocab_size - 1} "
+                         f"(type_vocab_size={config.type_vocab_size}).")
 
 
 class BertEmbeddings(nn.Module):
@@ -68,17 +79,6 @@ class BertEmbeddings(nn.Module):
             check_token_type_ids(self.config, token_type_ids)
         embeddings = inputs_embeds + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.norm(embeddings))  # (B, T, C)
-
-
-def check_token_type_ids(config, token_type_ids: torch.Tensor) -> None:
-    """A clear error for a segment id outside `0 .. type_vocab_size - 1` (eager mode only)."""
-    if torch.compiler.is_compiling() or token_type_ids.numel() == 0:
-        return
-    low, high = torch.aminmax(token_type_ids)
-    if low < 0 or high >= config.type_vocab_size:
-        bad = int(low) if low < 0 else int(high)
-        raise ValueError(f"token_type_ids holds {bad}, outside 0..{config.type_vocab_size - 1} "
-                         f"(type_vocab_size={config.type_vocab_size}).")
 
 
 class BertSelfAttention(nn.Module):
