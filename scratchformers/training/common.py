@@ -16,7 +16,7 @@ from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import IntervalStrategy
 
 from ..generation import generate_texts
-from ..tokenization_scratch import resolve_folder_or_repo
+from ..tokenization_scratch import load_tokenizer, resolve_folder_or_repo, train_tokenizer
 from ..utils import PRESETS, config_from_preset
 from .budget import (
     TimeBudget,
@@ -255,6 +255,35 @@ def load_pretrained(name, auto_class=AutoModelForCausalLM, **kwargs):
         raise ValueError(
             f"{Path(source) / 'model.safetensors'} is damaged or incomplete ({error}); save or download it again"
         ) from None
+
+
+def load_config(name):
+    """The config of a saved model folder or Hub repo (for its family), with the errors of `load_pretrained`."""
+    from transformers import AutoConfig
+
+    source = resolve_folder_or_repo(name, "model")
+    if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
+        raise FileNotFoundError(f"no model in {source}: config.json is missing")
+    return AutoConfig.from_pretrained(source)
+
+
+def get_tokenizer(model_args, raw_train, training_args, resume_from=None, default_type="bpe"):
+    """The tokenizer: the given folder, else the model's, else the checkpoint's, else one trained (rank 0 first) on
+    exactly the documents the model will be trained on (`--tokenizer_type`, else `default_type`)."""
+    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or resume_from
+    if source:
+        return load_tokenizer(source)
+    output_dir = Path(training_args.output_dir)
+    with training_args.main_process_first(desc="training the tokenizer"):
+        if training_args.process_index == 0:
+            tokenizer = train_tokenizer(
+                raw_train, vocab_size=model_args.vocab_size, show_progress=True,
+                tokenizer_type=model_args.tokenizer_type or default_type,
+            )
+            tokenizer.save_pretrained(output_dir)
+        else:
+            tokenizer = load_tokenizer(output_dir)
+    return tokenizer
 
 
 def build_causal_lm(model_name_or_path, preset, tokenizer, block_size, config_overrides=None, attn_implementation=None):

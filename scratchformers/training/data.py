@@ -163,6 +163,31 @@ class WholeWordMaskCollator(DataCollatorForLanguageModeling):
         return super().torch_mask_tokens(inputs, special_tokens_mask, offsets)
 
 
+def split_validation(data_args, seed: int):
+    """(train, validation) texts: --validation_files, else --validation_split_percentage of the train files (the
+    validation is None when neither gives any)."""
+    raw_train = load_texts(data_args.train_files, data_args.text_column, data_args.split_by)
+    if data_args.validation_files:
+        return raw_train, load_texts(data_args.validation_files, data_args.text_column, data_args.split_by)
+    if data_args.validation_split_percentage > 0 and len(raw_train) > 1:
+        split = raw_train.train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
+        return split["train"], split["test"]
+    return raw_train, None
+
+
+def pack_splits(pack, raw_train, raw_eval, tokenizer, data_args, training_args):
+    """`pack(texts, tokenizer, block_size)` on the train and validation texts (rank 0 first, the others read its
+    cache); the validation blocks cut to --max_eval_samples. Returns (train, validation or None)."""
+    with training_args.main_process_first(desc="tokenizing"):
+        train = pack(raw_train, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
+        if raw_eval is None:
+            return train, None
+        validation = pack(raw_eval, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
+    if data_args.max_eval_samples is not None and data_args.max_eval_samples < len(validation):
+        validation = validation.select(range(data_args.max_eval_samples))
+    return train, validation
+
+
 class RandomWindows(torch.utils.data.Dataset):
     """Training windows of `block_size` tokens that start anywhere in the token stream, anew every epoch.
 

@@ -17,14 +17,14 @@ from .budget import TimeBudget, parse_duration
 from .common import (
     ScratchTrainer,
     build_config,
+    get_tokenizer,
     check_model_fits,
     load_pretrained,
     no_eval_without_data,
     start_run,
     train_and_save,
 )
-from .data import WholeWordMaskCollator, pack_mlm_dataset
-from .pretrain import get_tokenizer, pack_splits, split_validation
+from .data import WholeWordMaskCollator, pack_mlm_dataset, pack_splits, split_validation
 
 
 def masked_token_accuracy(eval_prediction) -> dict:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from transformers import TrainingArguments, default_data_collator
 
-from ..corpus import load_texts
-from ..tokenization_scratch import load_tokenizer, train_tokenizer
 from ..families import family_of
 from ..utils import config_from_preset
 from .arguments import ModelArguments, PretrainDataArguments
 from .budget import TimeBudget, parse_duration
 from .common import (
     ScratchTrainer,
+    get_tokenizer,
+    load_config,
     build_causal_lm,
     final_eval_metrics,
     nats_per_character,
@@ -26,65 +26,9 @@ from .common import (
     start_run,
     train_and_save,
 )
-from .data import EpochToDataset, RandomWindows, pack_dataset
+from .data import EpochToDataset, RandomWindows, pack_dataset, pack_splits, split_validation
 
 logger = logging.getLogger(__name__)
-
-
-def get_tokenizer(model_args: ModelArguments, raw_train, training_args, resume_from=None, default_type="bpe"):
-    """The tokenizer: the given folder, else the model's, else the checkpoint's, else one trained (rank 0 first) on
-    exactly the documents the model will be trained on (`--tokenizer_type`, else `default_type`)."""
-    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or resume_from
-    if source:
-        return load_tokenizer(source)
-    output_dir = Path(training_args.output_dir)
-    with training_args.main_process_first(desc="training the tokenizer"):
-        if training_args.process_index == 0:
-            tokenizer = train_tokenizer(
-                raw_train, vocab_size=model_args.vocab_size, show_progress=True,
-                tokenizer_type=model_args.tokenizer_type or default_type,
-            )
-            tokenizer.save_pretrained(output_dir)
-        else:
-            tokenizer = load_tokenizer(output_dir)
-    return tokenizer
-
-
-def split_validation(data_args: PretrainDataArguments, seed: int):
-    """(train, validation) texts: --validation_files, else --validation_split_percentage of the train files (the
-    validation is None when neither gives any)."""
-    raw_train = load_texts(data_args.train_files, data_args.text_column, data_args.split_by)
-    if data_args.validation_files:
-        return raw_train, load_texts(data_args.validation_files, data_args.text_column, data_args.split_by)
-    if data_args.validation_split_percentage > 0 and len(raw_train) > 1:
-        split = raw_train.train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
-        return split["train"], split["test"]
-    return raw_train, None
-
-
-def pack_splits(pack, raw_train, raw_eval, tokenizer, data_args: PretrainDataArguments, training_args):
-    """`pack(texts, tokenizer, block_size)` on the train and validation texts (rank 0 first, the others read its
-    cache); the validation blocks cut to --max_eval_samples. Returns (train, validation or None)."""
-    with training_args.main_process_first(desc="tokenizing"):
-        train = pack(raw_train, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
-        if raw_eval is None:
-            return train, None
-        validation = pack(raw_eval, tokenizer, data_args.block_size, num_proc=data_args.num_proc)
-    if data_args.max_eval_samples is not None and data_args.max_eval_samples < len(validation):
-        validation = validation.select(range(data_args.max_eval_samples))
-    return train, validation
-
-
-def load_config(name):
-    """The config of a saved model folder or Hub repo (for its family), with the errors of `load_pretrained`."""
-    from transformers import AutoConfig
-
-    from ..tokenization_scratch import resolve_folder_or_repo
-
-    source = resolve_folder_or_repo(name, "model")
-    if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
-        raise FileNotFoundError(f"no model in {source}: config.json is missing")
-    return AutoConfig.from_pretrained(source)
 
 
 def run_pretrain(
