@@ -57,6 +57,10 @@ class BertConfig(PretrainedConfig):
     # masked LM with labels: score only the masked positions (logits (N_masked, V) instead of (B, T, V)), as
     # ModernBERT's option of the same name; the vocabulary projection of the other 85% of the tokens is wasted work
     sparse_prediction: bool = False
+    # what the sequence classifier's pooler reads: the [CLS] token (BERT) or the mean over the real tokens (ModernBERT's
+    # option of the same name). An encoder pretrained with masked-LM only never trains its [CLS] output for anything;
+    # "mean" reads the token states the pretraining did train.
+    classifier_pooling: str = "cls"
 
     def __post_init__(self, **kwargs):
         check_config_keys(self, kwargs, legacy=("position_embedding_type",))
@@ -85,6 +89,8 @@ class BertConfig(PretrainedConfig):
             raise ValueError(f"BertConfig: unknown hidden_act={self.hidden_act!r}; choose one of {sorted(ACT2FN)}.")
         if self.layer_norm_eps <= 0:
             raise ValueError(f"BertConfig: layer_norm_eps must be positive, got {self.layer_norm_eps}.")
+        if self.classifier_pooling not in ("cls", "mean"):
+            raise ValueError(f"BertConfig: classifier_pooling must be 'cls' or 'mean', got {self.classifier_pooling!r}.")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"BertConfig: pad_token_id={self.pad_token_id} is outside the vocabulary "
                              f"(vocab_size={self.vocab_size}).")

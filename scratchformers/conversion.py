@@ -246,7 +246,10 @@ def _label_fields(config) -> dict:
 
 
 def bert_config_to_native(config: BertConfig) -> NativeBertConfig:
-    """Our `BertConfig` as transformers' `BertConfig` (the same field names)."""
+    """Our `BertConfig` as transformers' `BertConfig` (the same field names); native BERT pools [CLS] only."""
+    if config.classifier_pooling != "cls":
+        raise ValueError(f"BertConfig.classifier_pooling={config.classifier_pooling!r} has no native BERT "
+                         "counterpart (it pools the [CLS] token); keep this model in scratchformers' classes")
     return NativeBertConfig(**{name: getattr(config, name) for name in _BERT_FIELDS}, **_label_fields(config))
 
 

@@ -195,19 +195,26 @@ class BertModel(BertPreTrainedModel):
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
         for layer in self.layers:
             hidden_states = layer(hidden_states, attention_mask=mask, **kwargs)  # (B, T, C)
-        pooled = self.pooler(hidden_states) if self.pooler is not None else None  # (B, C)
+        pooled = self.pooler(hidden_states, attention_mask) if self.pooler is not None else None  # (B, C)
         return BaseModelOutputWithPooling(last_hidden_state=hidden_states, pooler_output=pooled)
 
 
 class BertPooler(nn.Module):
-    """tanh(W h_[CLS] + b): the sentence vector that the classification head reads."""
+    """tanh(W h + b) of the [CLS] token's state h (or, with `classifier_pooling="mean"`, of the mean state of the
+    real tokens): the sentence vector that the classification head reads."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
+        self.mean = config.classifier_pooling == "mean"
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden_states):
-        return torch.tanh(self.dense(hidden_states[:, 0]))  # (B, C) from the first ([CLS]) token
+    def forward(self, hidden_states, attention_mask=None):
+        if not self.mean:
+            return torch.tanh(self.dense(hidden_states[:, 0]))  # (B, C) from the first ([CLS]) token
+        if attention_mask is None:
+            attention_mask = hidden_states.new_ones(hidden_states.shape[:2])
+        weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)  # (B, T, 1): 1 for real tokens
+        return torch.tanh(self.dense((hidden_states * weights).sum(1) / weights.sum(1)))  # (B, C)
 
 
 class BertMLMHead(nn.Module):

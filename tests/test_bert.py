@@ -385,3 +385,17 @@ def test_cli_classify_with_lora_saves_a_folder_that_loads_with_the_trained_weigh
     with torch.no_grad():  # trained: not the base model with a fresh head
         assert not torch.allclose(base.bert(**inputs).pooler_output, loaded.bert(**inputs).pooler_output)
     assert "eval_accuracy" in validation
+
+
+def test_mean_pooling_reads_the_real_tokens_only_and_has_no_native_twin():
+    model = model_of(sf.BertForSequenceClassification, num_labels=2, classifier_pooling="mean")
+    with torch.no_grad():
+        alone = model(input_ids=IDS[1:2, :5]).logits
+        padded = model(input_ids=IDS[1:2], attention_mask=MASK[1:2]).logits
+        states = model.bert(input_ids=IDS[1:2, :5]).last_hidden_state
+        expected = model.classifier(torch.tanh(model.bert.pooler.dense(states.mean(1))))
+    assert torch.allclose(alone, padded, atol=1e-5) and torch.allclose(alone, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="classifier_pooling='mean' has no native BERT counterpart"):
+        conversion.bert_to_native(model, NativeSequenceClassification)
+    with pytest.raises(ValueError, match="classifier_pooling must be 'cls' or 'mean', got 'max'"):
+        config(classifier_pooling="max")
