@@ -41,12 +41,11 @@ SIZES = {
     # post-LN masked-LM (loss ~6.2, 5% of the masked tokens right) while bert-tiny left it within a minute
     "default": dict(preset="bert-tiny", budget="20m", vocab_size=8000, block_size=128, pretrain_batch=32,
                     pretrain_lr=2e-3, seq_len=128, batch_size=32, epochs=5, warmup_steps=10, r=8, lora_alpha=16,
-                    n_train=10**9, n_test=10**9),
+                    lr_full=3e-4, lr_lora=2e-3, n_train=10**9, n_test=10**9),
     "quick": dict(preset="bert-tiny", budget="20s", vocab_size=1000, block_size=64, pretrain_batch=16,
                   pretrain_lr=1e-3, seq_len=64, batch_size=16, epochs=1, warmup_steps=2, r=4, lora_alpha=8,
-                  n_train=64, n_test=32),
+                  lr_full=3e-4, lr_lora=2e-3, n_train=64, n_test=32),
 }
-LR = {"full": 3e-4, "peft": 2e-3, "hand": 2e-3}
 
 
 def log(*args):
@@ -133,11 +132,14 @@ def run_language(language: str, size: dict, data_dir: Path, work: Path, threads:
     log(f"{language}: masked-LM {mlm['global_step']} steps, masked accuracy {mlm.get('eval_masked_accuracy', 0):.3f}")
     tokenizer = load_tokenizer(base)
     data = lora_report.load_task_data(data_dir, spec["task"], size, seed)
+    if size.get("on_validation"):  # choosing settings: score the validation split, never the test split
+        data["test"] = lora_report.read_cls(data_dir / f"{spec['prefix']}_validation.csv", size["n_test"], seed)
     steps = max(1, size["epochs"] * len(data["train"]) // size["batch_size"])
-    run = lora_report.run_task("bert", spec["task"], data, tokenizer, base, size, steps, work, seed, lr=LR)
+    lr = {"full": size["lr_full"], "peft": size["lr_lora"], "hand": size["lr_lora"]}
+    run = lora_report.run_task("bert", spec["task"], data, tokenizer, base, size, steps, work, seed, lr=lr)
     labels = [label for _, label in data["test"]]
     for m in lora_report.METHODS:
-        log(f"{language}: {m} test accuracy {run[m]['metric']:.4f}")
+        log(f"{language}: {m} {'validation' if size.get('on_validation') else 'test'} accuracy {run[m]['metric']:.4f}")
     return dict(baseline=baseline, mlm={k: v for k, v in mlm.items() if isinstance(v, (int, float))}, run=run,
                 steps=steps, n_train=len(data["train"]), n_test=len(labels),
                 majority=max(labels.count(0), labels.count(1)) / len(labels), seconds=time.time() - started)
@@ -155,10 +157,11 @@ def markdown(result: dict) -> str:
         f"{s['budget']} of wall-clock on the task's train text plus a general corpus of the language (no validation or "
         f"test text); WordPiece vocabulary of {s['vocab_size']} trained on the same text; blocks of {s['block_size']}. "
         f"Fine-tuning: {s['epochs']} epochs, batch {s['batch_size']}, sequences cut at {s['seq_len']} tokens, AdamW "
-        f"at a constant lr {LR['full']} (full) / {LR['peft']} (LoRA), LoRA r={s['r']}, alpha={s['lora_alpha']} on "
+        f"at a constant lr {s['lr_full']} (full) / {s['lr_lora']} (LoRA), LoRA r={s['r']}, alpha={s['lora_alpha']} on "
         "query/key/value/dense/intermediate/output (the pooler's dense included) with the `classifier` trained in "
         "full. The three methods train interleaved on the same batches and dropout masks. Baseline: TF-IDF word "
-        "1-2-grams + char 1-4-grams, logistic regression, C picked on validation, same splits.",
+        "1-2-grams + char 1-4-grams, logistic regression, C picked on validation, same splits. Accuracies on the "
+        f"{'VALIDATION split (a run to choose settings)' if s.get('on_validation') else 'test split'}.",
         "",
         "| language | task | majority | TF-IDF + LR | BERT full FT | BERT PEFT LoRA | BERT hand LoRA | MLM steps | "
         "masked-token accuracy | LoRA trainable |",
@@ -206,6 +209,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--budget", help="masked-LM pretraining wall-clock per language, e.g. 20m (overrides the size)")
     parser.add_argument("--preset", help="BERT preset of the base (overrides the size)")
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (overrides the size)")
+    parser.add_argument("--lr-full", type=float, help="learning rate of full fine-tuning (overrides the size)")
+    parser.add_argument("--lr-lora", type=float, help="learning rate of both LoRAs (overrides the size)")
+    parser.add_argument("--r", type=int, help="LoRA rank (overrides the size)")
+    parser.add_argument("--on-validation", action="store_true",
+                        help="score the validation split instead of the test split (to choose settings)")
     parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", help="keep the pretrained bases in this folder (default: a temporary one); a base "
@@ -222,8 +230,8 @@ def main(argv=None) -> dict:
     transformers.logging.set_verbosity_error()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     size = dict(SIZES["quick" if args.quick else "default"])
-    for key in ("budget", "preset", "epochs"):
-        if getattr(args, key) is not None:
+    for key in ("budget", "preset", "epochs", "lr_full", "lr_lora", "r", "on_validation"):
+        if getattr(args, key) not in (None, False):
             size[key] = getattr(args, key)
     data_dir = Path(args.data_dir)
     result = dict(settings=size, argv=argv, threads=args.threads, languages={},
