@@ -47,7 +47,10 @@ def quantize_model(model_dir, out_dir, method: str = "int8-dynamic", overwrite: 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if method not in QUANTIZATION_METHODS:
         raise ValueError(f"unknown quantization method {method!r}; choose one of {', '.join(QUANTIZATION_METHODS)}")
-    family_of_folder(model_dir, "quantize")  # ours or its native counterpart, else a clear error
+    family, _ = family_of_folder(model_dir, "quantize")  # ours or its native counterpart, else a clear error
+    if not family.is_decoder:
+        raise ValueError(f"{model_dir} holds a {family.name} encoder; quantize is for the decoders (GPT, LLaMA2). "
+                         "For int8 BERT use `scratchformers export onnx`, which writes onnx/model_quantized.onnx")
     config = AutoConfig.from_pretrained(model_dir)
     check_output_folder(out_dir, overwrite)
     saved = out_dir / "config.json"

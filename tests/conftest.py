@@ -148,23 +148,23 @@ def train_small_model(folder, preset: str, text: str, vocab_size: int):
 
 def assert_refuses_bad_model_folders(export, model_dir, tmp_path, out, job: str,
                                      missing_tokenizer=(FileNotFoundError, "holds no tokenizer.json")):
-    """The exporters' bad-input contract: `export(folder, out)` refuses `bert` (a model type of neither family,
+    """The exporters' bad-input contract: `export(folder, out)` refuses `t5` (a model type no family converts,
     named with `job`) and a copy of `model_dir` without its tokenizer files, and leaves nothing in `tmp_path`: no
     output, no staging folder."""
     import shutil
 
     before = sorted(p.name for p in tmp_path.iterdir())
-    bert = tmp_path / "bert"
-    bert.mkdir()
-    (bert / "config.json").write_text('{"model_type": "bert"}')
+    t5 = tmp_path / "t5"
+    t5.mkdir()
+    (t5 / "config.json").write_text('{"model_type": "t5"}')
     no_tokenizer = tmp_path / "no_tokenizer"
     shutil.copytree(model_dir, no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*"))
-    with pytest.raises(ValueError, match=f"model_type='bert'; {job} knows"):
-        export(bert, out)
+    with pytest.raises(ValueError, match=f"model_type='t5'; {job} knows"):
+        export(t5, out)
     error, message = missing_tokenizer
     with pytest.raises(error, match=message):
         export(no_tokenizer, out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "bert", "no_tokenizer"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "t5", "no_tokenizer"])
 
 
 def assert_keeps_a_folder_it_did_not_write(export, model_dir, out, not_ours: str):
