@@ -399,3 +399,16 @@ def test_mean_pooling_reads_the_real_tokens_only_and_has_no_native_twin():
         conversion.bert_to_native(model, NativeSequenceClassification)
     with pytest.raises(ValueError, match="classifier_pooling must be 'cls' or 'mean', got 'max'"):
         config(classifier_pooling="max")
+
+
+def test_gguf_and_int8_quantize_refuse_an_encoder_with_a_pointer(tmp_path, wordpiece):
+    from scratchformers.gguf_export import export_gguf
+    from scratchformers.quantization import quantize_model
+
+    model_of(sf.BertForMaskedLM, vocab_size=len(wordpiece)).save_pretrained(tmp_path / "bert")
+    wordpiece.save_pretrained(tmp_path / "bert")
+    with pytest.raises(ValueError, match="GGUF export knows the families .*not 'scratch_bert'"):
+        export_gguf(tmp_path / "bert", tmp_path / "model.gguf")
+    with pytest.raises(ValueError, match="quantize is for the decoders .* export onnx"):
+        quantize_model(tmp_path / "bert", tmp_path / "int8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bert"]
