@@ -35,6 +35,7 @@ from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_llama2 import Llama2Config
 from .modeling_common import ScratchForCausalLM, ScratchPreTrainedModel, decoder_inputs
+from .modeling_common import eager_attention_forward as plain_attention_forward
 
 
 class Llama2RMSNorm(nn.Module):
@@ -105,16 +106,11 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
 
 
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """softmax(Q Kᵀ · scaling + mask) V, written out; the reference that SDPA must match."""
+    """GQA written out: each K/V head repeated for its group of query heads, then softmax(Q Kᵀ · scaling + mask) V
+    (`modeling_common.eager_attention_forward`, which GPT and BERT use as it is)."""
     key = repeat_kv(key, module.num_key_value_groups)  # (B, H, S, hd)
     value = repeat_kv(value, module.num_key_value_groups)  # (B, H, S, hd)
-    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, S)
-    if attention_mask is not None:
-        attn_weights = attn_weights + attention_mask  # 0 where allowed, dtype-min where masked
-    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = torch.matmul(attn_weights, value)  # (B, H, T, hd)
-    return attn_output.transpose(1, 2).contiguous(), attn_weights  # (B, T, H, hd)
+    return plain_attention_forward(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
 
 
 class Llama2Attention(nn.Module):
