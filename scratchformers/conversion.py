@@ -246,10 +246,7 @@ def _label_fields(config) -> dict:
 
 
 def bert_config_to_native(config: BertConfig) -> NativeBertConfig:
-    """Our `BertConfig` as transformers' `BertConfig` (the same field names); native BERT pools [CLS] only."""
-    if config.classifier_pooling != "cls":
-        raise ValueError(f"BertConfig.classifier_pooling={config.classifier_pooling!r} has no native BERT "
-                         "counterpart (it pools the [CLS] token); keep this model in scratchformers' classes")
+    """Our `BertConfig` as transformers' `BertConfig` (the same field names)."""
     return NativeBertConfig(**{name: getattr(config, name) for name in _BERT_FIELDS}, **_label_fields(config))
 
 
@@ -278,7 +275,12 @@ def bert_from_native(native, model_class=BertForMaskedLM):
 
 
 def bert_to_native(model, native_class=NativeBertForMaskedLM):
-    """A transformers BERT model (`native_class`, default `BertForMaskedLM`) with the weights of ours."""
+    """A transformers BERT model (`native_class`, default `BertForMaskedLM`) with the weights of ours. Native BERT
+    pools [CLS] only: a model with `classifier_pooling="mean"` converts to the heads that do not pool."""
+    if model.config.classifier_pooling != "cls" and native_class.__name__ in ("BertModel", "BertForSequenceClassification"):
+        raise ValueError(f"BertConfig.classifier_pooling={model.config.classifier_pooling!r} has no native BERT "
+                         f"counterpart for {native_class.__name__} (it pools the [CLS] token); keep this model in "
+                         "scratchformers' classes")
     native = native_class(bert_config_to_native(model.config)).to(model.dtype)
     load_state_dict_strict(native, bert_state_dict_to_native(model.state_dict()))
     return native.eval()
