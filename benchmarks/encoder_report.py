@@ -158,8 +158,10 @@ def markdown(result: dict) -> str:
         f"test text); WordPiece vocabulary of {s['vocab_size']} trained on the same text; blocks of {s['block_size']}. "
         f"Fine-tuning: {s['epochs']} epochs, batch {s['batch_size']}, sequences cut at {s['seq_len']} tokens, AdamW "
         f"at a constant lr {s['lr_full']} (full) / {s['lr_lora']} (LoRA), LoRA r={s['r']}, alpha={s['lora_alpha']} on "
-        "query/key/value/dense/intermediate/output (the pooler's dense included) with the `classifier` trained in "
-        "full. The three methods train interleaved on the same batches and dropout masks. Baseline: TF-IDF word "
+        + ("query/key/value/dense/intermediate/output with the pooler (never trained by masked-LM) and the `classifier` "
+           "trained in full." if s.get("train_pooler") else "query/key/value/dense/intermediate/output (the pooler's "
+           "dense included) with the `classifier` trained in full.")
+        + " The three methods train interleaved on the same batches and dropout masks. Baseline: TF-IDF word "
         "1-2-grams + char 1-4-grams, logistic regression, C picked on validation, same splits. Accuracies on the "
         f"{'VALIDATION split (a run to choose settings)' if s.get('on_validation') else 'test split'}.",
         "",
@@ -212,6 +214,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr-full", type=float, help="learning rate of full fine-tuning (overrides the size)")
     parser.add_argument("--lr-lora", type=float, help="learning rate of both LoRAs (overrides the size)")
     parser.add_argument("--r", type=int, help="LoRA rank (overrides the size)")
+    parser.add_argument("--train-pooler", action="store_true",
+                        help="LoRA: train the pooler's dense in full (masked-LM never trained it) instead of adapting it")
     parser.add_argument("--on-validation", action="store_true",
                         help="score the validation split instead of the test split (to choose settings)")
     parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
@@ -233,6 +237,8 @@ def main(argv=None) -> dict:
     for key in ("budget", "preset", "epochs", "lr_full", "lr_lora", "r", "on_validation"):
         if getattr(args, key) not in (None, False):
             size[key] = getattr(args, key)
+    if args.train_pooler:
+        size.update(train_pooler=True, modules_to_save=["classifier", "pooler"], exclude_modules=["pooler.dense"])
     data_dir = Path(args.data_dir)
     result = dict(settings=size, argv=argv, threads=args.threads, languages={},
                   date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -265,13 +265,15 @@ def make_method(method: str, family: str, kind: str, base_folder: Path, size: di
     model = load_for_task(family, kind, base_folder, seed)
     task_type = "CAUSAL_LM" if kind == "sft" else "SEQ_CLS"
     targets = lora.DEFAULT_TARGET_MODULES[model.config.model_type]
+    # e.g. a BERT pooler that masked-LM never trained: in full (modules_to_save), without an adapter (exclude_modules)
+    extra = {key: size[key] for key in ("modules_to_save", "exclude_modules") if size.get(key)}
     torch.manual_seed(seed + 1)  # same seed for both LoRA variants -> the same A matrices
     if method == "peft":
         model = get_peft_lora_model(model, task_type=task_type, r=size["r"], lora_alpha=size["lora_alpha"],
-                                    lora_dropout=0.0, target_modules=targets)
+                                    lora_dropout=0.0, target_modules=targets, **extra)
     elif method == "hand":
         lora.add_lora(model, lora.LoraSettings(r=size["r"], lora_alpha=size["lora_alpha"], lora_dropout=0.0,
-                                               target_modules=targets, task_type=task_type))
+                                               target_modules=targets, task_type=task_type, **extra))
     return model.train()
 
 

@@ -337,6 +337,47 @@ def register_export_commands(subparsers) -> None:
     quantize.set_defaults(func=_quantize)
 
 
+def _serve(args) -> int:
+    def run():
+        try:
+            import uvicorn
+        except ModuleNotFoundError:
+            raise ValueError("serve needs FastAPI and uvicorn: pip install 'scratchformers[serve]'") from None
+        from .serving import Engine, build_app
+
+        engine = Engine(args.model, served_model_name=args.served_model_name, device=args.device, dtype=args.dtype,
+                        max_concurrent_requests=args.max_concurrent_requests, max_batch_tokens=args.max_batch_tokens)
+        print(f"serving {engine.name!r} on http://{args.host}:{args.port}/v1 (OpenAI API; Ctrl+C stops)", flush=True)
+        try:
+            uvicorn.run(build_app(engine), host=args.host, port=args.port, log_level=args.log_level)
+        finally:
+            engine.stop()
+
+    return _run_reporting_errors("serve", run)
+
+
+def register_serve_command(subparsers) -> None:
+    """`scratchformers serve MODEL`: the OpenAI API in front of a trained model."""
+    serve = subparsers.add_parser(
+        "serve", help="serve a trained model with the OpenAI API (chat and completions, streaming, batching)",
+        description="Serve MODEL at http://HOST:PORT/v1 with OpenAI's chat/completions, completions and models "
+                    "routes; concurrent requests share forward passes (transformers' continuous batching). Query it "
+                    "with curl or the openai client (base_url=http://HOST:PORT/v1, model=the served name).")
+    serve.add_argument("model", help="a trained model folder or a Hub repo id (causal LM: GPT, LLaMA2, GPT-2, Llama)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--served-model-name", "--served_model_name", default=None,
+                       help="the model name clients send (default: MODEL as given)")
+    serve.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda if there is one)")
+    serve.add_argument("--dtype", default="auto", help="auto (as saved), float32, bfloat16 or float16")
+    serve.add_argument("--max-concurrent-requests", "--max_concurrent_requests", type=int, default=32,
+                       help="requests generated together (the KV cache holds this many full contexts; more wait)")
+    serve.add_argument("--max-batch-tokens", "--max_batch_tokens", type=int, default=None,
+                       help="tokens per forward pass of the batch (default: the context, from 512 to 2048)")
+    serve.add_argument("--log-level", "--log_level", default="info", help="uvicorn's log level (info, warning, ...)")
+    serve.set_defaults(func=_serve)
+
+
 def build_main_parser() -> argparse.ArgumentParser:
     """The top-level parser: lists the jobs; each job parses its own flags (see `build_parser`)."""
     parser = argparse.ArgumentParser(prog="scratchformers", description=__doc__,
@@ -345,6 +386,7 @@ def build_main_parser() -> argparse.ArgumentParser:
     for name, (description, _, _) in COMMANDS.items():
         subparsers.add_parser(name, help=description, add_help=False)
     register_export_commands(subparsers)
+    register_serve_command(subparsers)
     try:  # Hub jobs (push, pull, ...) live in hub_scripts; a missing module is fine, a broken one is not hidden.
         from hub_scripts import cli as hub_cli
     except ModuleNotFoundError as error:

@@ -2,7 +2,8 @@
 
 What a test cannot do it replaces, and says so here: `.venv/bin/` is this interpreter's folder; the download address
 of tinyshakespeare is a local server holding a generated text (the tests have no internet); a time budget (the
-README's is 10 minutes) is 15 seconds. Set-up lines are checked, not run: the Quickstart's test command is what CI
+README's is 10 minutes) is 15 seconds; a server started in the background (`... &`) listens on a free port instead of
+8000, and is stopped at the end. Set-up lines are checked, not run: the Quickstart's test command is what CI
 runs (tests/test_docs.py), `pip install` must already have installed every requirement it names, and `npm ci` must
 have filled js/node_modules (.ci/run does both). README_zh.md carries the same code blocks (tests/test_docs.py).
 """
@@ -12,6 +13,8 @@ import os
 import re
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +80,27 @@ def test_every_readme_command_runs_on_a_fresh_folder(tmp_path, http_folder):
         (work / name).symlink_to(ROOT / name)
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
-    ran, not_here = [], []
+    ran, not_here, servers = [], [], []
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        run_commands(work, env, url, bin_dir, port, ran, not_here, servers)
+    finally:
+        for server in servers:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+    assert (work / "demo_output" / "sft" / "config.json").is_file()
+    assert (work / "runs" / "shakespeare" / "model.safetensors").is_file()
+    assert (work / "model.gguf").is_file() and (work / "model_int8").is_dir()
+    assert servers, "the README starts no server"
+    if not_here:
+        if os.environ.get("SCRATCHFORMERS_REQUIRE_JS") == "1":
+            pytest.fail(f"not run, and SCRATCHFORMERS_REQUIRE_JS=1: {not_here}")
+        pytest.skip(f"ran {len(ran)} README commands; not on this machine: {not_here}")
+
+
+def run_commands(work, env, url, bin_dir, port, ran, not_here, servers):
     for command in readme_commands():
         if command.startswith("python3 -m venv"):
             command = command.split(" && ")[-1]
@@ -96,13 +119,15 @@ def test_every_readme_command_runs_on_a_fresh_folder(tmp_path, http_folder):
             continue
         command = command.replace(".venv/bin/", f"{bin_dir}/").replace(DOWNLOAD, f"{url}/input.txt")
         command = re.sub(r"--time_budget \S+", "--time_budget 15s", command)
+        command = command.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        if command.endswith("&"):  # a server, for the commands that follow
+            servers.append(subprocess.Popen(f"{command[:-1].strip()} --port {port}", shell=True, cwd=work, env=env,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            start_new_session=True))
+            ran.append(command)
+            continue
         result = subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, f"`{command}` failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        if command.startswith("curl"):  # the server's answer, not an error
+            assert '"choices"' in result.stdout, result.stdout
         ran.append(command)
-    assert (work / "demo_output" / "sft" / "config.json").is_file()
-    assert (work / "runs" / "shakespeare" / "model.safetensors").is_file()
-    assert (work / "model.gguf").is_file() and (work / "model_int8").is_dir()
-    if not_here:
-        if os.environ.get("SCRATCHFORMERS_REQUIRE_JS") == "1":
-            pytest.fail(f"not run, and SCRATCHFORMERS_REQUIRE_JS=1: {not_here}")
-        pytest.skip(f"ran {len(ran)} README commands; not on this machine: {not_here}")
