@@ -214,6 +214,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr-full", type=float, help="learning rate of full fine-tuning (overrides the size)")
     parser.add_argument("--lr-lora", type=float, help="learning rate of both LoRAs (overrides the size)")
     parser.add_argument("--r", type=int, help="LoRA rank (overrides the size)")
+    parser.add_argument("--lora-alpha", type=int, help="LoRA alpha (overrides the size; the default is 2 r)")
     parser.add_argument("--train-pooler", action="store_true",
                         help="LoRA: train the pooler's dense in full (masked-LM never trained it) instead of adapting it")
     parser.add_argument("--on-validation", action="store_true",
@@ -237,6 +238,7 @@ def main(argv=None) -> dict:
     for key in ("budget", "preset", "epochs", "lr_full", "lr_lora", "r", "on_validation"):
         if getattr(args, key) not in (None, False):
             size[key] = getattr(args, key)
+    size["lora_alpha"] = args.lora_alpha or 2 * size["r"]
     if args.train_pooler:
         size.update(train_pooler=True, modules_to_save=["classifier", "pooler"], exclude_modules=["pooler.dense"])
     data_dir = Path(args.data_dir)

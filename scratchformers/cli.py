@@ -1,4 +1,5 @@
-"""The `scratchformers` command line: split-text, train-tokenizer, pretrain, sft, classify, generate, demo, export.
+"""The `scratchformers` command line: split-text, train-tokenizer, pretrain, sft, classify, generate, demo, export,
+quantize, serve.
 
 Each job's flags come from dataclasses through `HfArgumentParser`, so every `TrainingArguments` field is a flag
 (`--learning_rate`, `--bf16`, `--activation_checkpointing`, ...). `--config FILE.yaml|json` reads the same keys
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -349,7 +351,7 @@ def _serve(args) -> int:
                         max_concurrent_requests=args.max_concurrent_requests, max_batch_tokens=args.max_batch_tokens)
         print(f"serving {engine.name!r} on http://{args.host}:{args.port}/v1 (OpenAI API; Ctrl+C stops)", flush=True)
         try:
-            uvicorn.run(build_app(engine), host=args.host, port=args.port, log_level=args.log_level)
+            uvicorn.run(build_app(engine, api_key=args.api_key), host=args.host, port=args.port, log_level=args.log_level)
         finally:
             engine.stop()
 
@@ -374,6 +376,9 @@ def register_serve_command(subparsers) -> None:
                        help="requests generated together (the KV cache holds this many full contexts; more wait)")
     serve.add_argument("--max-batch-tokens", "--max_batch_tokens", type=int, default=None,
                        help="tokens per forward pass of the batch (default: the context, from 512 to 2048)")
+    serve.add_argument("--api-key", "--api_key", default=os.environ.get("SCRATCHFORMERS_API_KEY"),
+                       help="require this key from clients (Authorization: Bearer KEY); default: "
+                            "$SCRATCHFORMERS_API_KEY, or none")
     serve.add_argument("--log-level", "--log_level", default="info", help="uvicorn's log level (info, warning, ...)")
     serve.set_defaults(func=_serve)
 

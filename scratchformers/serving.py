@@ -31,6 +31,10 @@ from .training.common import load_config, load_pretrained
 
 logger = logging.getLogger(__name__)
 MAX_STOP_SEQUENCES = 4  # as OpenAI
+# OpenAI options this server does not implement, with the value that means "off": any other value is refused rather
+# than silently ignored
+UNSUPPORTED = {"logprobs": (None, False), "top_logprobs": (None, 0), "echo": (None, False), "best_of": (None, 1),
+               "presence_penalty": (None, 0), "frequency_penalty": (None, 0), "tools": (None, []), "suffix": (None, "")}
 
 
 class APIError(Exception):
@@ -72,6 +76,8 @@ class Engine:
 
     def __init__(self, model_name_or_path: str, served_model_name: str | None = None, device: str = "auto",
                  dtype: str = "auto", max_concurrent_requests: int = 32, max_batch_tokens: int | None = None):
+        if max_concurrent_requests < 1:
+            raise ValueError(f"max_concurrent_requests must be at least 1, got {max_concurrent_requests}")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype, None)
@@ -91,7 +97,7 @@ class Engine:
         self.context = self.model.config.max_position_embeddings
         self.created = int(time.time())
         # The turn ends at EOS or, with our chat template, at <|im_end|>
-        self.stop_token_ids = [self.tokenizer.eos_token_id]
+        self.stop_token_ids = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
         if IM_END in self.tokenizer.get_vocab():
             self.stop_token_ids.append(self.tokenizer.convert_tokens_to_ids(IM_END))
         # Sampling settings become per-request only for the processors that exist when the manager starts, and a
@@ -104,8 +110,6 @@ class Engine:
         )
         # The paged KV cache holds `max_concurrent_requests` full contexts; left to itself, transformers sizes it from
         # free memory (on a CPU: most of the RAM, and a first request that waits while it is zeroed)
-        if max_concurrent_requests < 1:
-            raise ValueError(f"max_concurrent_requests must be at least 1, got {max_concurrent_requests}")
         page_size = min(256, self.context)
         batching = ContinuousBatchingConfig(
             per_request_processors=True, page_size=page_size, max_requests_per_batch=max_concurrent_requests,
@@ -154,6 +158,9 @@ class Engine:
 
     def sampling(self, body: dict, prompt_length: int) -> Sampling:
         """The request's settings, checked; `max_tokens` defaults to the room left in the context."""
+        for name, off in UNSUPPORTED.items():
+            if body.get(name) not in off:
+                raise APIError(400, f"{name} is not supported by this server (got {body[name]!r})", name)
         room = self.context - prompt_length
         if room <= 0:
             raise APIError(400, f"the prompt is {prompt_length} tokens, but this model's context is {self.context} "
@@ -212,8 +219,10 @@ class Engine:
         self.manager.register_result_handler(request_id, outputs.put_nowait)
         if sampling.seed is not None:  # best effort, as OpenAI's: exact when the request runs alone
             torch.manual_seed(sampling.seed)
-        self.manager.add_request(prompt, request_id=request_id, max_new_tokens=sampling.max_tokens, streaming=True,
-                                 eos_token_id=self.stop_token_ids, **per_request)
+        added = self.manager.add_request(prompt, request_id=request_id, max_new_tokens=sampling.max_tokens,
+                                         streaming=True, eos_token_id=self.stop_token_ids, **per_request)
+        if added is None:  # the manager is stopping, or its generation thread died
+            raise APIError(503, "the model cannot take requests now; try again later", type="server_error")
         self.running += 1
         sent, finished = 0, False
         try:
@@ -279,8 +288,9 @@ def _overlap(text: str, stop: str) -> int:
     return 0
 
 
-def build_app(engine: Engine):
-    """The FastAPI app of `engine`: OpenAI's routes, OpenAI's errors.
+def build_app(engine: Engine, api_key: str | None = None):
+    """The FastAPI app of `engine`: OpenAI's routes, OpenAI's errors; with `api_key`, the /v1 routes want
+    `Authorization: Bearer <api_key>` (the `openai` client's `api_key`).
 
     构建 FastAPI 应用：OpenAI 的路由与错误格式。
     """
@@ -299,9 +309,19 @@ def build_app(engine: Engine):
     async def http_error(_request, error: HTTPException):  # unknown route, wrong method
         return JSONResponse(APIError(error.status_code, str(error.detail)).body(), status_code=error.status_code)
 
+    @app.exception_handler(Exception)
+    async def server_error(_request, error: Exception):  # a failed generation: still OpenAI's shape
+        logger.exception("request failed")
+        return JSONResponse(APIError(500, f"{type(error).__name__}: {error}", type="server_error").body(),
+                            status_code=500)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request, error: RequestValidationError):
         return JSONResponse(APIError(400, str(error)).body(), status_code=400)
+
+    def check_key(request: Request) -> None:
+        if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
+            raise APIError(401, "invalid or missing API key (Authorization: Bearer ...)", code="invalid_api_key")
 
     async def read_body(request: Request) -> dict:
         try:
@@ -310,6 +330,7 @@ def build_app(engine: Engine):
             raise APIError(400, f"the request body is not valid JSON ({error})") from None
         if not isinstance(body, dict):
             raise APIError(400, "the request body must be a JSON object")
+        check_key(request)
         model = body.get("model")
         if model != engine.name:
             raise APIError(404, f"the model {model!r} does not exist: this server serves {engine.name!r}", "model",
@@ -366,7 +387,8 @@ def build_app(engine: Engine):
         return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.get("/v1/models")
-    async def models():
+    async def models(request: Request):
+        check_key(request)
         return {"object": "list", "data": [{"id": engine.name, "object": "model", "created": engine.created,
                                             "owned_by": "scratchformers"}]}
 
