@@ -6,7 +6,9 @@ learned), the script saves the model with a BPE tokenizer, starts the server as 
 process of its own), and lets N clients each send --requests-per-client streamed completions one after the other
 (greedy, max_tokens fixed). It reports requests/s, generated tokens/s (from the servers' usage counts), latency and
 time to first token (p50/p99), and failed requests. Then the same load against llama.cpp's OpenAI server on the f16
-GGUF of that model, where llama-cpp-python[server] is installed.
+GGUF of that model, where llama-cpp-python[server] is installed (with `--interrupt_requests False`: by default
+it cuts the answer being streamed short whenever a new request arrives; and `repeat_penalty` 1.0 for plain greedy
+decoding as ours). llama.cpp's server generates one request at a time.
 
 Target (issue 24): 32 clients served with no failed request, aggregate tokens/s >= 4x the single client's.
 
@@ -87,8 +89,11 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 300) -> 
     raise TimeoutError(f"{url} did not answer in {timeout:.0f} s")
 
 
-async def load(base_url: str, model: str, clients: int, requests_per_client: int, max_tokens: int) -> dict:
-    """`clients` concurrent clients, each sending `requests_per_client` streamed completions in turn."""
+async def load(base_url: str, model: str, clients: int, requests_per_client: int, max_tokens: int,
+               extra_body: dict | None = None) -> dict:
+    """`clients` concurrent clients, each sending `requests_per_client` streamed completions in turn. Tokens are the
+    server's usage count where it sends one (`stream_options`), else the streamed chunks that carry text (one token
+    each in llama.cpp's server, which sends no usage when streaming)."""
     import openai
 
     latencies, first_tokens, tokens, failures = [], [], 0, []
@@ -97,16 +102,19 @@ async def load(base_url: str, model: str, clients: int, requests_per_client: int
         nonlocal tokens
         for r in range(requests_per_client):
             started = time.perf_counter()
-            first = None
+            first, counted, chunks = None, None, 0
             try:
                 stream = await client.completions.create(
                     model=model, prompt=PROMPTS[(index + r) % len(PROMPTS)], max_tokens=max_tokens, temperature=0,
-                    stream=True, stream_options={"include_usage": True})
+                    stream=True, stream_options={"include_usage": True}, extra_body=extra_body)
                 async for chunk in stream:
-                    if first is None and chunk.choices and chunk.choices[0].text:
-                        first = time.perf_counter() - started
+                    if chunk.choices and chunk.choices[0].text:
+                        chunks += 1
+                        if first is None:
+                            first = time.perf_counter() - started
                     if chunk.usage is not None:
-                        tokens += chunk.usage.completion_tokens
+                        counted = chunk.usage.completion_tokens
+                tokens += chunks if counted is None else counted
             except Exception as error:
                 failures.append(f"{type(error).__name__}: {error}"[:200])
                 continue
@@ -130,7 +138,7 @@ async def load(base_url: str, model: str, clients: int, requests_per_client: int
 
 
 def run_server(command: list[str], health: str, base_url: str, model: str, levels, per_client, max_tokens,
-               log_file: Path) -> list[dict]:
+               log_file: Path, extra_body: dict | None = None) -> list[dict]:
     with open(log_file, "w") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
@@ -138,7 +146,7 @@ def run_server(command: list[str], health: str, base_url: str, model: str, level
             asyncio.run(load(base_url, model, 1, 1, 4))  # warm-up
             rows = []
             for clients in levels:
-                row = asyncio.run(load(base_url, model, clients, per_client, max_tokens))
+                row = asyncio.run(load(base_url, model, clients, per_client, max_tokens, extra_body))
                 log(f"{clients:>2} clients: {row['tokens_per_s']:.0f} tokens/s, {row['requests_per_s']:.2f} req/s, "
                     f"p50 {row['latency_p50']:.2f}s, p99 {row['latency_p99']:.2f}s, TTFT p50 {row['ttft_p50']:.3f}s, "
                     f"failed {row['failed']}")
@@ -157,7 +165,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small preset only, fewer requests")
     parser.add_argument("--sizes", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--clients", nargs="+", type=int, default=[1, 8, 32])
-    parser.add_argument("--requests-per-client", type=int, default=3)
+    parser.add_argument("--requests-per-client", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--context", type=int, default=256)
     parser.add_argument("--no-llama-cpp", action="store_true", help="skip llama_cpp.server")
@@ -196,9 +204,12 @@ def main() -> None:
                 log(f"{preset}: llama_cpp.server")
                 rows = run_server(
                     [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port", str(port),
-                     "--model_alias", preset, "--n_ctx", str(args.context), "--n_threads", str(os.cpu_count() or 1)],
+                     "--model_alias", preset, "--n_ctx", str(args.context), "--n_threads", str(os.cpu_count() or 1),
+                     # by default a new request interrupts the one being streamed: answers would be cut short
+                     "--interrupt_requests", "False"],
                     f"http://127.0.0.1:{port}/v1/models", f"http://127.0.0.1:{port}/v1", preset, args.clients,
-                    args.requests_per_client, args.max_tokens, Path(tmp) / f"{preset}-llama-cpp.log")
+                    args.requests_per_client, args.max_tokens, Path(tmp) / f"{preset}-llama-cpp.log",
+                    extra_body={"repeat_penalty": 1.0})  # its default 1.1 would change the greedy answers
                 results["runs"].append(dict(server="llama_cpp.server", preset=preset, rows=rows))
 
     print(f"\n{'server':<22} {'preset':<12} {'clients':>7} {'req/s':>7} {'tok/s':>8} {'x1':>6} {'p50 s':>7} "
