@@ -158,6 +158,7 @@ def markdown(result: dict) -> str:
         f"test text); WordPiece vocabulary of {s['vocab_size']} trained on the same text; blocks of {s['block_size']}. "
         f"Fine-tuning: {s['epochs']} epochs, batch {s['batch_size']}, sequences cut at {s['seq_len']} tokens, AdamW "
         f"at a constant lr {s['lr_full']} (full) / {s['lr_lora']} (LoRA), LoRA r={s['r']}, alpha={s['lora_alpha']} on "
+        + ("the word embeddings and " if s.get("lora_embeddings") else "")
         + ("query/key/value/dense/intermediate/output with the pooler (never trained by masked-LM) and the `classifier` "
            "trained in full." if s.get("train_pooler") else "query/key/value/dense/intermediate/output (the pooler's "
            "dense included) with the `classifier` trained in full.")
@@ -215,6 +216,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr-lora", type=float, help="learning rate of both LoRAs (overrides the size)")
     parser.add_argument("--r", type=int, help="LoRA rank (overrides the size)")
     parser.add_argument("--lora-alpha", type=int, help="LoRA alpha (overrides the size; the default is 2 r)")
+    parser.add_argument("--lora-embeddings", action="store_true",
+                        help="LoRA on the word embeddings too (a direction per word)")
     parser.add_argument("--train-pooler", action="store_true",
                         help="LoRA: train the pooler's dense in full (masked-LM never trained it) instead of adapting it")
     parser.add_argument("--on-validation", action="store_true",
@@ -239,6 +242,8 @@ def main(argv=None) -> dict:
         if getattr(args, key) not in (None, False):
             size[key] = getattr(args, key)
     size["lora_alpha"] = args.lora_alpha or 2 * size["r"]
+    if args.lora_embeddings:
+        size["lora_embeddings"] = True
     if args.train_pooler:
         size.update(train_pooler=True, modules_to_save=["classifier", "pooler"], exclude_modules=["pooler.dense"])
     data_dir = Path(args.data_dir)

@@ -27,11 +27,12 @@ import os
 import re
 from contextlib import contextmanager
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn import functional as F
 
 from .families import FAMILIES
 
@@ -206,6 +207,62 @@ class LoRALinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, r={self.r}, scaling={self.scaling}"
 
 
+class LoRAEmbedding(nn.Module):
+    """An `nn.Embedding` plus a trainable low-rank update of its table: `base_layer(ids) + scaling * A[:, ids]^T B^T`.
+
+    PEFT's layout and initialisation: `lora_embedding_A` (r, num_embeddings) starts at zero, `lora_embedding_B`
+    (embedding_dim, r) from a normal distribution (the reverse of `LoRALinear`, as in the LoRA paper's code). It lets a
+    frozen model learn a direction per word, which a classifier trained from a small masked-LM needs most.
+    """
+
+    def __init__(self, base_layer: nn.Embedding, r: int = 8, lora_alpha: float = 8, use_rslora: bool = False,
+                 init_lora_weights: bool | str = True):
+        super().__init__()
+        if not isinstance(base_layer, nn.Embedding):
+            raise TypeError(f"LoRAEmbedding wraps nn.Embedding, got {type(base_layer).__name__}")
+        self.base_layer, self.r = base_layer, r
+        self.num_embeddings, self.embedding_dim = base_layer.num_embeddings, base_layer.embedding_dim
+        self.scaling = lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r
+        weight = base_layer.weight
+        # Drawn as PEFT draws them (then reset), so that one seed gives PEFT's values too
+        self.lora_embedding_A = nn.Parameter(torch.randn(r, self.num_embeddings).to(weight.device, weight.dtype))
+        self.lora_embedding_B = nn.Parameter(torch.randn(self.embedding_dim, r).to(weight.device, weight.dtype))
+        if init_lora_weights is not False:
+            nn.init.zeros_(self.lora_embedding_A)
+            nn.init.normal_(self.lora_embedding_B)
+        self.merged = False
+        self.disabled = False
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        result = self.base_layer(input_ids)  # (..., embedding_dim)
+        if self.merged or self.disabled:
+            return result
+        after_a = F.embedding(input_ids, self.lora_embedding_A.T, padding_idx=self.base_layer.padding_idx)  # (..., r)
+        return result + (after_a @ self.lora_embedding_B.T) * self.scaling  # (..., embedding_dim)
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_embedding_B @ self.lora_embedding_A).T * self.scaling  # (num_embeddings, embedding_dim)
+
+    merge = LoRALinear.merge
+    unmerge = LoRALinear.unmerge
+
+    def extra_repr(self) -> str:
+        return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}, r={self.r}"
+
+
+LORA_LAYERS = (LoRALinear, LoRAEmbedding)
+
+
+def _is_lora_parameter(name: str) -> bool:
+    return any(part in f"{name}." for part in (".lora_A.", ".lora_B.", ".lora_embedding_A.", ".lora_embedding_B."))
+
+
+def input_embedding_name(model: nn.Module) -> str:
+    """The full name of the model's input embedding (`model.get_input_embeddings()`), e.g. to add it to the targets."""
+    embeddings = model.get_input_embeddings()
+    return next(name for name, module in model.named_modules() if module is embeddings)
+
+
 def _is_head(name: str) -> bool:
     return name.split(".")[-1] in HEAD_NAMES
 
@@ -218,7 +275,8 @@ def _name_matches(name: str, patterns: list[str] | str) -> bool:
 
 def find_target_modules(model: nn.Module, target_modules: list[str] | str | None = None,
                         exclude_modules: list[str] | str = ()) -> list[str]:
-    """Full names of the `nn.Linear` layers LoRA should wrap (same matching rules as PEFT).
+    """Full names of the `nn.Linear` layers (and `nn.Embedding` layers named explicitly) LoRA should wrap, with the
+    matching rules of PEFT.
 
     按名称选择要加 LoRA 的线性层：精确名/后缀（列表）、正则（字符串，需匹配完整名）或 "all-linear"（除输出头外的全部线性层）。
     """
@@ -229,18 +287,19 @@ def find_target_modules(model: nn.Module, target_modules: list[str] | str | None
         target_modules = DEFAULT_TARGET_MODULES[model_type]
     names = []
     for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear) or isinstance(module, LoRALinear) or ".lora_" in f".{name}":
+        if not isinstance(module, (nn.Linear, nn.Embedding)) or isinstance(module, LORA_LAYERS) or ".lora_" in f".{name}":
             continue
         if exclude_modules and _name_matches(name, exclude_modules if isinstance(exclude_modules, str)
                                              else list(exclude_modules)):
             continue
         if target_modules == "all-linear":
-            if not _is_head(name):
+            if isinstance(module, nn.Linear) and not _is_head(name):
                 names.append(name)
         elif _name_matches(name, target_modules):
             names.append(name)
     if not names:
-        raise ValueError(f"target_modules={target_modules!r} matched no nn.Linear layer of {type(model).__name__}")
+        raise ValueError(f"target_modules={target_modules!r} matched no nn.Linear or nn.Embedding layer of "
+                         f"{type(model).__name__}")
     return names
 
 
@@ -249,8 +308,8 @@ def _replace_module(model: nn.Module, name: str, new: nn.Module):
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
-def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
-    return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+def lora_layers(model: nn.Module) -> dict[str, LoRALinear | LoRAEmbedding]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, LORA_LAYERS)}
 
 
 def add_lora(model: nn.Module, settings: LoraSettings | None = None, freeze: bool = True) -> nn.Module:
@@ -261,9 +320,18 @@ def add_lora(model: nn.Module, settings: LoraSettings | None = None, freeze: boo
     settings = settings or LoraSettings()
     if lora_layers(model):
         raise ValueError("the model already has LoRA layers; unload_lora(model) first")
+    if settings.target_modules is None:  # the family's default, written out (as PEFT does) in adapter_config.json
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        if model_type in DEFAULT_TARGET_MODULES:
+            settings = replace(settings, target_modules=DEFAULT_TARGET_MODULES[model_type])
     for name in find_target_modules(model, settings.target_modules, settings.exclude_modules):
-        layer = LoRALinear(model.get_submodule(name), settings.r, settings.lora_alpha, settings.lora_dropout,
-                           settings.use_rslora, settings.init_lora_weights)
+        module = model.get_submodule(name)
+        if isinstance(module, nn.Embedding):  # no dropout on ids, as PEFT
+            layer = LoRAEmbedding(module, settings.r, settings.lora_alpha, settings.use_rslora,
+                                  settings.init_lora_weights)
+        else:
+            layer = LoRALinear(module, settings.r, settings.lora_alpha, settings.lora_dropout, settings.use_rslora,
+                               settings.init_lora_weights)
         _replace_module(model, name, layer)
     model.lora_settings = settings
     if freeze:
@@ -279,7 +347,7 @@ def _modules_to_save_names(model: nn.Module, modules_to_save: list[str] | None) 
 
 def mark_only_lora_as_trainable(model: nn.Module, modules_to_save: list[str] | None = None):
     for name, param in model.named_parameters():
-        param.requires_grad = ".lora_A." in name or ".lora_B." in name
+        param.requires_grad = _is_lora_parameter(name)
     for name in _modules_to_save_names(model, modules_to_save):
         for param in model.get_submodule(name).parameters():
             param.requires_grad = True
@@ -297,7 +365,17 @@ def count_trainable_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
+def _refuse_tied_merge(model: nn.Module) -> None:
+    """Merging a LoRA of an embedding whose table is also the LM head (tied) would change the head too."""
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    for name, layer in lora_layers(model).items():
+        if isinstance(layer, LoRAEmbedding) and output is not None and output.weight is layer.base_layer.weight:
+            raise ValueError(f"{name} is tied to the LM head: merging its LoRA would change the head too; keep the "
+                             "adapter unmerged (or save it with save_lora_adapter)")
+
+
 def merge_lora(model: nn.Module) -> nn.Module:
+    _refuse_tied_merge(model)
     for layer in lora_layers(model).values():
         layer.merge()
     return model
@@ -328,10 +406,12 @@ def lora_disabled(model: nn.Module):
 
 
 def unload_lora(model: nn.Module, merge: bool = True) -> nn.Module:
-    """Put the plain `nn.Linear` layers back (merged with their update unless `merge=False`): a normal model again.
+    """Put the plain `nn.Linear` / `nn.Embedding` layers back (merged with their update unless `merge=False`): a normal model again.
 
     卸载 LoRA：把每个 LoRALinear 换回普通 nn.Linear（默认先合并权重），得到与原模型结构相同、可直接 save_pretrained 的模型。
     """
+    if merge:
+        _refuse_tied_merge(model)
     for name, layer in lora_layers(model).items():
         if merge:
             layer.merge()
@@ -350,8 +430,7 @@ def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     settings = getattr(model, "lora_settings", None)
     if settings is None:
         raise ValueError("the model has no LoRA adapter (call add_lora or load_lora_adapter first)")
-    state = {f"{PEFT_PREFIX}{name}": p for name, p in model.named_parameters() if ".lora_A." in name
-             or ".lora_B." in name}
+    state = {f"{PEFT_PREFIX}{name}": p for name, p in model.named_parameters() if _is_lora_parameter(name)}
     for name in _modules_to_save_names(model, settings.modules_to_save):
         for param_name, param in model.get_submodule(name).named_parameters():
             state[f"{PEFT_PREFIX}{name}.{param_name}"] = param

@@ -332,3 +332,57 @@ def test_hand_rolled_training_step_peak_memory_is_not_above_peft(family):
             peak = max(peak, live)
         peaks[name] = peak
     assert 0 < peaks["hand"] <= peaks["peft"]
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt"])
+def test_embedding_lora_by_hand_equals_peft_outputs_gradients_merge_and_files(family, tmp_path):
+    """LoRA on the input embedding (a BERT classifier; a GPT whose embedding is tied to its LM head): PEFT's layout,
+    initial values, outputs, gradients and adapter files, and merging folds it into the table."""
+    if family == "bert":
+        config = sf.BertConfig(vocab_size=TOKENS["vocab_size"], hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64, num_labels=2, pad_token_id=0)
+        base, task = sf.BertForSequenceClassification(config).eval(), "SEQ_CLS"
+    else:
+        base, task = make_model("gpt", "CAUSAL_LM"), "CAUSAL_LM"
+    name = lora.input_embedding_name(base)
+    targets = lora.DEFAULT_TARGET_MODULES[base.config.model_type] + [name]
+    torch.manual_seed(3)
+    peft_model = get_peft_model(copy.deepcopy(base), LoraConfig(task_type=task, r=4, lora_alpha=8,
+                                                                 target_modules=targets))
+    torch.manual_seed(3)
+    hand = lora.add_lora(copy.deepcopy(base), LoraSettings(r=4, lora_alpha=8, target_modules=targets, task_type=task))
+    layer = hand.get_submodule(name)
+    assert isinstance(layer, lora.LoRAEmbedding) and layer.lora_embedding_A.shape == (4, TOKENS["vocab_size"])
+    peft_layer = peft_model.base_model.model.get_submodule(name)
+    assert torch.equal(layer.lora_embedding_B, peft_layer.lora_embedding_B["default"])  # the same draws
+    assert not layer.lora_embedding_A.any()  # A starts at zero: the model starts as the base model
+    with torch.no_grad():  # a non-zero update, the same in both
+        layer.lora_embedding_A.normal_()
+        peft_layer.lora_embedding_A["default"].copy_(layer.lora_embedding_A)
+    batch = make_batch(task)
+    hand_out, peft_out = hand(**batch), peft_model(**batch)
+    assert torch.allclose(hand_out.logits, peft_out.logits, atol=1e-6)
+    hand_out.loss.backward()
+    peft_out.loss.backward()
+    assert torch.allclose(layer.lora_embedding_A.grad, peft_layer.lora_embedding_A["default"].grad, atol=1e-6)
+    assert torch.allclose(layer.lora_embedding_B.grad, peft_layer.lora_embedding_B["default"].grad, atol=1e-6)
+    assert layer.lora_embedding_A.grad[:, 0].abs().max() == 0  # the padding id gets no update, as in nn.Embedding
+
+    lora.save_lora_adapter(hand, tmp_path / "adapter")
+    reloaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "adapter").eval()
+    hand.eval()
+    with torch.no_grad():
+        expected = hand(**batch).logits
+        assert torch.allclose(reloaded(**batch).logits, expected, atol=1e-6)
+        if family == "gpt":  # the table is also the LM head: merging would change the head too
+            with pytest.raises(ValueError, match="tied to the LM head"):
+                lora.merge_lora(hand)
+            with pytest.raises(ValueError, match="tied to the LM head"):
+                lora.unload_lora(hand)
+            assert torch.allclose(hand(**batch).logits, expected)  # nothing was changed
+            return
+        lora.merge_lora(hand)
+        assert torch.allclose(hand(**batch).logits, expected, atol=1e-5)
+        plain = lora.unload_lora(hand)
+        assert type(plain.get_submodule(name)) is nn.Embedding
+        assert torch.allclose(plain(**batch).logits, expected, atol=1e-5)

@@ -183,6 +183,11 @@ class ClassifyArguments:
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)."})
+    lora_embeddings: bool = field(
+        default=False,
+        metadata={"help": "Also adapt the input embedding with LoRA (a direction per word: what a classifier on a small "
+                          "masked-LM base needs most; see benchmarks/README.md)."},
+    )
     overwrite: bool = field(default=False, metadata={"help": "Write over an --output_dir that holds results."})
 
 

@@ -36,17 +36,23 @@ def accuracy(eval_prediction) -> dict:
 def with_lora(model, args: ClassifyArguments):
     """The model as `--lora` asks: unchanged, wrapped by PEFT, or with `scratchformers.lora` layers added. Both LoRAs
     adapt the family's default targets (every linear layer of the blocks) and train the classification head."""
+    from ..lora import DEFAULT_TARGET_MODULES, LoraSettings, add_lora, input_embedding_name
+
     if args.lora not in ("none", "peft", "hand"):
         raise ValueError(f"--lora must be none, peft or hand, got {args.lora!r}")
+    if args.lora_embeddings and args.lora == "none":
+        raise ValueError("--lora_embeddings adapts the embedding with LoRA: pass --lora peft or --lora hand too")
+    targets = None
+    if args.lora_embeddings:
+        targets = DEFAULT_TARGET_MODULES[model.config.model_type] + [input_embedding_name(model)]
     if args.lora == "peft":
         from ..peft_utils import get_peft_lora_model
 
         return get_peft_lora_model(model, task_type="SEQ_CLS", r=args.lora_r, lora_alpha=args.lora_alpha,
-                                   lora_dropout=0.0)
+                                   lora_dropout=0.0, target_modules=targets)
     if args.lora == "hand":
-        from ..lora import LoraSettings, add_lora
-
-        return add_lora(model, LoraSettings(r=args.lora_r, lora_alpha=args.lora_alpha, task_type="SEQ_CLS"))
+        return add_lora(model, LoraSettings(r=args.lora_r, lora_alpha=args.lora_alpha, task_type="SEQ_CLS",
+                                            target_modules=targets))
     return model
 
 
