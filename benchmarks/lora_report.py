@@ -301,7 +301,7 @@ def checkpoint_bytes(method: str, model, folder: Path) -> int:
     elif method == "peft":
         model.save_pretrained(folder)
     else:
-        lora.save_lora_adapter(model, folder)
+        lora.save_lora_adapter(model, folder, overwrite=True)  # the run's own scratch folder (--work reuses it)
     return sum(p.stat().st_size for p in folder.glob("*.safetensors"))
 
 
