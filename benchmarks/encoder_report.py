@@ -41,10 +41,10 @@ SIZES = {
     # post-LN masked-LM (loss ~6.2, 5% of the masked tokens right) while bert-tiny left it within a minute
     "default": dict(preset="bert-tiny", budget="20m", vocab_size=8000, block_size=128, pretrain_batch=32,
                     pretrain_lr=2e-3, seq_len=128, batch_size=32, epochs=5, warmup_steps=10, r=8, lora_alpha=16,
-                    lr_full=3e-4, lr_lora=2e-3, n_train=10**9, n_test=10**9),
+                    lr_full=3e-4, lr_lora=2e-3, n_train=10**9, n_test=10**9, lora_embeddings=True),
     "quick": dict(preset="bert-tiny", budget="20s", vocab_size=1000, block_size=64, pretrain_batch=16,
                   pretrain_lr=1e-3, seq_len=64, batch_size=16, epochs=1, warmup_steps=2, r=4, lora_alpha=8,
-                  lr_full=3e-4, lr_lora=2e-3, n_train=64, n_test=32),
+                  lr_full=3e-4, lr_lora=2e-3, n_train=64, n_test=32, lora_embeddings=True),
 }
 
 
@@ -216,8 +216,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr-lora", type=float, help="learning rate of both LoRAs (overrides the size)")
     parser.add_argument("--r", type=int, help="LoRA rank (overrides the size)")
     parser.add_argument("--lora-alpha", type=int, help="LoRA alpha (overrides the size; the default is 2 r)")
-    parser.add_argument("--lora-embeddings", action="store_true",
-                        help="LoRA on the word embeddings too (a direction per word)")
+    parser.add_argument("--no-lora-embeddings", action="store_true",
+                        help="LoRA on the linear layers only, not on the word embeddings (before 6 December)")
     parser.add_argument("--train-pooler", action="store_true",
                         help="LoRA: train the pooler's dense in full (masked-LM never trained it) instead of adapting it")
     parser.add_argument("--on-validation", action="store_true",
@@ -242,8 +242,8 @@ def main(argv=None) -> dict:
         if getattr(args, key) not in (None, False):
             size[key] = getattr(args, key)
     size["lora_alpha"] = args.lora_alpha or 2 * size["r"]
-    if args.lora_embeddings:
-        size["lora_embeddings"] = True
+    if args.no_lora_embeddings:
+        size["lora_embeddings"] = False
     if args.train_pooler:
         size.update(train_pooler=True, modules_to_save=["classifier", "pooler"], exclude_modules=["pooler.dense"])
     data_dir = Path(args.data_dir)
