@@ -351,7 +351,8 @@ def _serve(args) -> int:
                         max_concurrent_requests=args.max_concurrent_requests, max_batch_tokens=args.max_batch_tokens)
         print(f"serving {engine.name!r} on http://{args.host}:{args.port}/v1 (OpenAI API; Ctrl+C stops)", flush=True)
         try:
-            uvicorn.run(build_app(engine, api_key=args.api_key), host=args.host, port=args.port, log_level=args.log_level)
+            uvicorn.run(build_app(engine, api_key=args.api_key), host=args.host, port=args.port,
+                        log_level=args.log_level)
         finally:
             engine.stop()
 

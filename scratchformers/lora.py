@@ -278,7 +278,7 @@ def find_target_modules(model: nn.Module, target_modules: list[str] | str | None
     """Full names of the `nn.Linear` layers (and `nn.Embedding` layers named explicitly) LoRA should wrap, with the
     matching rules of PEFT.
 
-    按名称选择要加 LoRA 的线性层：精确名/后缀（列表）、正则（字符串，需匹配完整名）或 "all-linear"（除输出头外的全部线性层）。
+    按名称选择要加 LoRA 的线性层（以及点名的嵌入层）：精确名/后缀（列表）、正则（字符串，需匹配完整名）或 "all-linear"（除输出头外的全部线性层）。
     """
     if target_modules is None:
         model_type = getattr(getattr(model, "config", None), "model_type", None)
@@ -287,7 +287,8 @@ def find_target_modules(model: nn.Module, target_modules: list[str] | str | None
         target_modules = DEFAULT_TARGET_MODULES[model_type]
     names = []
     for name, module in model.named_modules():
-        if not isinstance(module, (nn.Linear, nn.Embedding)) or isinstance(module, LORA_LAYERS) or ".lora_" in f".{name}":
+        if (not isinstance(module, (nn.Linear, nn.Embedding)) or isinstance(module, LORA_LAYERS)
+                or ".lora_" in f".{name}"):
             continue
         if exclude_modules and _name_matches(name, exclude_modules if isinstance(exclude_modules, str)
                                              else list(exclude_modules)):
@@ -406,7 +407,8 @@ def lora_disabled(model: nn.Module):
 
 
 def unload_lora(model: nn.Module, merge: bool = True) -> nn.Module:
-    """Put the plain `nn.Linear` / `nn.Embedding` layers back (merged with their update unless `merge=False`): a normal model again.
+    """Put the plain `nn.Linear` / `nn.Embedding` layers back (merged with their update unless `merge=False`): a
+    normal model again.
 
     卸载 LoRA：把每个 LoRALinear 换回普通 nn.Linear（默认先合并权重），得到与原模型结构相同、可直接 save_pretrained 的模型。
     """
