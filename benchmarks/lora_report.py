@@ -264,9 +264,8 @@ def load_for_task(family: str, kind: str, folder: Path, seed: int):
 def make_method(method: str, family: str, kind: str, base_folder: Path, size: dict, seed: int):
     model = load_for_task(family, kind, base_folder, seed)
     task_type = "CAUSAL_LM" if kind == "sft" else "SEQ_CLS"
-    targets = lora.DEFAULT_TARGET_MODULES[model.config.model_type]
-    if size.get("lora_embeddings"):  # the input embedding too (LoRAEmbedding / PEFT's Embedding layer)
-        targets = targets + [lora.input_embedding_name(model)]
+    # with lora_embeddings, the input embedding too (LoRAEmbedding / PEFT's Embedding layer)
+    targets = lora.family_target_modules(model, embeddings=size.get("lora_embeddings", False))
     # e.g. a BERT pooler that masked-LM never trained: in full (modules_to_save), without an adapter (exclude_modules)
     extra = {key: size[key] for key in ("modules_to_save", "exclude_modules") if size.get(key)}
     torch.manual_seed(seed + 1)  # same seed for both LoRA variants -> the same A matrices

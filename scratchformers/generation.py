@@ -18,8 +18,9 @@ logger = logging.getLogger(__name__)
 
 
 def chat_stop_token_ids(tokenizer) -> list[int]:
-    """The ids that end an assistant turn: the chat template's `<|im_end|>`, and EOS."""
-    return [tokenizer.convert_tokens_to_ids(IM_END), tokenizer.eos_token_id]
+    """The ids that end an assistant turn: the chat template's `<|im_end|>`, and EOS (those the tokenizer has)."""
+    im_end = [tokenizer.convert_tokens_to_ids(IM_END)] if IM_END in tokenizer.get_vocab() else []
+    return im_end + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
 
 
 def prompt_ids(tokenizer, prompt: str, chat: bool = False) -> torch.Tensor:
@@ -30,7 +31,8 @@ def prompt_ids(tokenizer, prompt: str, chat: bool = False) -> torch.Tensor:
         )
         return encoded["input_ids"]
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-    return torch.tensor([[tokenizer.bos_token_id] + ids])
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return torch.tensor([bos + ids], dtype=torch.long)
 
 
 @torch.no_grad()

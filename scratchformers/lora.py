@@ -263,6 +263,12 @@ def input_embedding_name(model: nn.Module) -> str:
     return next(name for name, module in model.named_modules() if module is embeddings)
 
 
+def family_target_modules(model: nn.Module, embeddings: bool = False) -> list[str]:
+    """The family's default LoRA targets for `model`, plus its input embedding with `embeddings=True`."""
+    targets = DEFAULT_TARGET_MODULES[model.config.model_type]
+    return targets + [input_embedding_name(model)] if embeddings else targets
+
+
 def _is_head(name: str) -> bool:
     return name.split(".")[-1] in HEAD_NAMES
 

@@ -26,7 +26,8 @@ from transformers import AutoModelForCausalLM, ContinuousBatchingConfig, Generat
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from .families import FAMILIES
-from .tokenization_scratch import IM_END, load_tokenizer
+from .generation import chat_stop_token_ids, prompt_ids
+from .tokenization_scratch import load_tokenizer
 from .training.common import load_config, load_pretrained
 
 logger = logging.getLogger(__name__)
@@ -90,16 +91,14 @@ class Engine:
             raise ValueError(f"{model_name_or_path} is not a causal language model (model_type "
                              f"{config.model_type!r}), so it cannot be served for completions")
         self.tokenizer = load_tokenizer(model_name_or_path)
-        self.model = load_pretrained(model_name_or_path, AutoModelForCausalLM, dtype=torch_dtype).to(device).eval()
+        self.model = load_pretrained(model_name_or_path, AutoModelForCausalLM, config=config,
+                                     dtype=torch_dtype).to(device).eval()
         if len(self.tokenizer) > self.model.config.vocab_size:
             raise ValueError(f"the tokenizer of {model_name_or_path} has {len(self.tokenizer)} tokens but the model's "
                              f"vocab_size is {self.model.config.vocab_size}")
         self.context = self.model.config.max_position_embeddings
         self.created = int(time.time())
-        # The turn ends at EOS or, with our chat template, at <|im_end|>
-        self.stop_token_ids = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
-        if IM_END in self.tokenizer.get_vocab():
-            self.stop_token_ids.append(self.tokenizer.convert_tokens_to_ids(IM_END))
+        self.stop_token_ids = chat_stop_token_ids(self.tokenizer)  # EOS and, with our chat template, <|im_end|>
         # Sampling settings become per-request only for the processors that exist when the manager starts, and a
         # processor exists only for a value that changes something (temperature != 1, top_p < 1, top_k > 0): start it
         # with such values; every request then passes its own (a greedy request: top_k=1).
@@ -152,9 +151,7 @@ class Engine:
             prompt = prompt[0]
         if not isinstance(prompt, str):
             raise APIError(400, "prompt must be a string (one prompt per request)", "prompt")
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-        bos = self.tokenizer.bos_token_id
-        return ([bos] if bos is not None else []) + ids
+        return prompt_ids(self.tokenizer, prompt)[0].tolist()
 
     def sampling(self, body: dict, prompt_length: int) -> Sampling:
         """The request's settings, checked; `max_tokens` defaults to the room left in the context."""

@@ -345,7 +345,8 @@ def test_embedding_lora_by_hand_equals_peft_outputs_gradients_merge_and_files(fa
     else:
         base, task = make_model("gpt", "CAUSAL_LM"), "CAUSAL_LM"
     name = lora.input_embedding_name(base)
-    targets = lora.DEFAULT_TARGET_MODULES[base.config.model_type] + [name]
+    targets = lora.family_target_modules(base, embeddings=True)
+    assert targets[-1] == name
     torch.manual_seed(3)
     peft_model = get_peft_model(copy.deepcopy(base), LoraConfig(task_type=task, r=4, lora_alpha=8,
                                                                  target_modules=targets))

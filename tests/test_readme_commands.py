@@ -85,7 +85,36 @@ def test_every_readme_command_runs_on_a_fresh_folder(tmp_path, http_folder):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     try:
-        run_commands(work, env, url, bin_dir, port, ran, not_here, servers)
+        for command in readme_commands():
+            if command.startswith("python3 -m venv"):
+                command = command.split(" && ")[-1]
+                if "pytest" in command:
+                    continue
+            if command.startswith(".venv/bin/pip install"):
+                missing = missing_requirements(command)
+                assert not missing, f"`{command}` installs {missing}, which the test environment lacks"
+                continue
+            if "npm ci" in command:
+                if not (ROOT / "js" / "node_modules" / "@huggingface" / "transformers").is_dir():
+                    not_here.append("js/node_modules (run the README's npm ci)")
+                continue
+            if command.startswith("node ") and (not_here or shutil.which("node") is None):
+                not_here.append(command)
+                continue
+            command = command.replace(".venv/bin/", f"{bin_dir}/").replace(DOWNLOAD, f"{url}/input.txt")
+            command = re.sub(r"--time_budget \S+", "--time_budget 15s", command)
+            command = command.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+            if command.endswith("&"):  # a server, for the commands that follow
+                servers.append(subprocess.Popen(f"{command[:-1].strip()} --port {port}", shell=True, cwd=work, env=env,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                start_new_session=True))
+                ran.append(command)
+                continue
+            result = subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+            assert result.returncode == 0, f"`{command}` failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            if command.startswith("curl"):  # the server's answer, not an error
+                assert '"choices"' in result.stdout, result.stdout
+            ran.append(command)
     finally:
         for server in servers:
             os.killpg(server.pid, signal.SIGTERM)
@@ -98,36 +127,3 @@ def test_every_readme_command_runs_on_a_fresh_folder(tmp_path, http_folder):
         if os.environ.get("SCRATCHFORMERS_REQUIRE_JS") == "1":
             pytest.fail(f"not run, and SCRATCHFORMERS_REQUIRE_JS=1: {not_here}")
         pytest.skip(f"ran {len(ran)} README commands; not on this machine: {not_here}")
-
-
-def run_commands(work, env, url, bin_dir, port, ran, not_here, servers):
-    for command in readme_commands():
-        if command.startswith("python3 -m venv"):
-            command = command.split(" && ")[-1]
-            if "pytest" in command:
-                continue
-        if command.startswith(".venv/bin/pip install"):
-            missing = missing_requirements(command)
-            assert not missing, f"`{command}` installs {missing}, which the test environment lacks"
-            continue
-        if "npm ci" in command:
-            if not (ROOT / "js" / "node_modules" / "@huggingface" / "transformers").is_dir():
-                not_here.append("js/node_modules (run the README's npm ci)")
-            continue
-        if command.startswith("node ") and (not_here or shutil.which("node") is None):
-            not_here.append(command)
-            continue
-        command = command.replace(".venv/bin/", f"{bin_dir}/").replace(DOWNLOAD, f"{url}/input.txt")
-        command = re.sub(r"--time_budget \S+", "--time_budget 15s", command)
-        command = command.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-        if command.endswith("&"):  # a server, for the commands that follow
-            servers.append(subprocess.Popen(f"{command[:-1].strip()} --port {port}", shell=True, cwd=work, env=env,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                            start_new_session=True))
-            ran.append(command)
-            continue
-        result = subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, f"`{command}` failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        if command.startswith("curl"):  # the server's answer, not an error
-            assert '"choices"' in result.stdout, result.stdout
-        ran.append(command)

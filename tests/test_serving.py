@@ -26,7 +26,7 @@ openai = pytest.importorskip("openai")
 import uvicorn
 
 from conftest import train_small_model
-from scratchformers.generation import chat_stop_token_ids
+from scratchformers.generation import chat_stop_token_ids, prompt_ids
 from scratchformers.serving import Engine, build_app
 from scratchformers.tokenization_scratch import load_tokenizer
 from scratchformers.training.common import load_pretrained
@@ -98,12 +98,11 @@ def greedy(model, tokenizer, prompt_ids: list[int], max_new_tokens: int, stop_id
 
 
 def completion_ids(tokenizer, prompt: str) -> list[int]:
-    return [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return prompt_ids(tokenizer, prompt)[0].tolist()
 
 
 def chat_ids(tokenizer, text: str) -> list[int]:
-    return list(tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                              return_dict=True)["input_ids"])
+    return prompt_ids(tokenizer, text, chat=True)[0].tolist()
 
 
 def test_greedy_completion_equals_generate_with_usage(served):

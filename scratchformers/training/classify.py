@@ -36,15 +36,13 @@ def accuracy(eval_prediction) -> dict:
 def with_lora(model, args: ClassifyArguments):
     """The model as `--lora` asks: unchanged, wrapped by PEFT, or with `scratchformers.lora` layers added. Both LoRAs
     adapt the family's default targets (every linear layer of the blocks) and train the classification head."""
-    from ..lora import DEFAULT_TARGET_MODULES, LoraSettings, add_lora, input_embedding_name
+    from ..lora import LoraSettings, add_lora, family_target_modules
 
     if args.lora not in ("none", "peft", "hand"):
         raise ValueError(f"--lora must be none, peft or hand, got {args.lora!r}")
     if args.lora_embeddings and args.lora == "none":
         raise ValueError("--lora_embeddings adapts the embedding with LoRA: pass --lora peft or --lora hand too")
-    targets = None
-    if args.lora_embeddings:
-        targets = DEFAULT_TARGET_MODULES[model.config.model_type] + [input_embedding_name(model)]
+    targets = family_target_modules(model, embeddings=True) if args.lora_embeddings else None  # None: the defaults
     if args.lora == "peft":
         from ..peft_utils import get_peft_lora_model
 
