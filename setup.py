@@ -31,11 +31,13 @@ setup(
         "gguf": ["gguf>=0.17", "llama-cpp-python>=0.3.16"],
         "quantize": ["torchao>=0.13"],
         "serve": ["fastapi>=0.110", "uvicorn>=0.30", "openai>=1.40"],
+        # DPO / GRPO: the TRL line CI tests (its trainers' internals change between minor releases)
+        "align": ["trl>=1.16,<1.17"],
         # llama-cpp-python is not here: it compiles llama.cpp (about 5 minutes on 2 cores); .ci/run installs it (with
         # its [server] extra, for llama_cpp.server), and the llama.cpp tests skip without it
         "dev": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "onnx>=1.17", "onnxruntime>=1.20",
                 "onnxscript>=0.5", "gguf>=0.17", "torchao>=0.13", "pytest-markdown-docs>=0.9", "mkdocs>=1.6",
-                "mkdocs-material>=9.5", "fastapi>=0.110", "uvicorn>=0.30", "openai>=1.40"],
+                "mkdocs-material>=9.5", "fastapi>=0.110", "uvicorn>=0.30", "openai>=1.40", "trl>=1.16,<1.17"],
     },
     entry_points={"console_scripts": ["scratchformers=scratchformers.cli:main"]},
 )

@@ -1,5 +1,5 @@
-"""The `scratchformers` command line: split-text, train-tokenizer, pretrain, sft, classify, generate, demo, export,
-quantize, serve.
+"""The `scratchformers` command line: split-text, train-tokenizer, pretrain, sft, classify, build-preferences, dpo,
+generate, demo, export, quantize, serve.
 
 Each job's flags come from dataclasses through `HfArgumentParser`, so every `TrainingArguments` field is a flag
 (`--learning_rate`, `--bf16`, `--activation_checkpointing`, ...). `--config FILE.yaml|json` reads the same keys
@@ -20,8 +20,10 @@ from transformers import HfArgumentParser, TrainingArguments
 from .training.arguments import (
     ClassifyArguments,
     DemoArguments,
+    DPOArguments,
     GenerateArguments,
     ModelArguments,
+    PreferenceBuildArguments,
     PretrainDataArguments,
     SFTArguments,
     SplitTextArguments,
@@ -64,6 +66,11 @@ COMMANDS = {
     "classify": ("Fine-tune for sequence classification on CSV (文本分类).", (ClassifyArguments, TrainingArguments), {
         **TRAINING_DEFAULTS, "learning_rate": 3e-4, "eval_strategy": "epoch", "save_strategy": "epoch",
         "num_train_epochs": 3}),
+    "build-preferences": ("Build DPO preference pairs from SFT data (构造偏好数据).", (PreferenceBuildArguments,), {}),
+    # the TRL jobs name their config class lazily: importing trl costs seconds, and only these jobs need it
+    "dpo": ("Align an SFT model on preference pairs with DPO, TRL (偏好对齐).", (DPOArguments, "trl.DPOConfig"), {
+        **TRAINING_DEFAULTS, "learning_rate": 5e-5, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 8,
+        "num_train_epochs": 1, "gradient_checkpointing": False, "max_length": None}),
     "generate": ("Sample text from a saved model, streaming tokens (生成文本).", (GenerateArguments,), {}),
     "demo": ("The whole path in a few CPU minutes, no download (一键演示).", (DemoArguments,), {}),
 }
@@ -76,6 +83,8 @@ REQUIRED = {
     "pretrain": ("train_files", "output_dir"),
     "sft": ("model_name_or_path", "train_file", "output_dir"),
     "classify": ("train_file", "output_dir"),
+    "build-preferences": ("input_file", "output_file"),
+    "dpo": ("model_name_or_path", "train_file", "output_dir"),
     "generate": ("model_name_or_path",),
 }
 # The TrainingArguments flags --help shows; --help-all lists every one of them.
@@ -88,14 +97,36 @@ COMMON_TRAINING_FLAGS = (
 )
 
 
+# Fields of a job's own TrainingArguments subclass (TRL's configs) that its --help shows too.
+JOB_TRAINING_FLAGS = {
+    "dpo": ("beta", "max_length", "loss_type", "precompute_ref_log_probs", "truncation_mode"),
+}
+
+
+def _resolve(cls):
+    """A dataclass, or "module.Class" imported now (with a clear error when its package is not installed)."""
+    if not isinstance(cls, str):
+        return cls
+    import importlib
+
+    module, name = cls.rsplit(".", 1)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(f"this job needs the {error.name!r} package: pip install 'scratchformers[align]'") \
+            from None
+
+
 def build_parser(command: str, show_all: bool = True) -> HfArgumentParser:
     """The parser of one job: its dataclasses' fields as flags, plus `--config`. With `show_all=False`, the help
     lists the job's own flags and the common training flags only (`--help-all` lists every one)."""
     description, dataclass_types, defaults = COMMANDS[command]
+    dataclass_types = tuple(_resolve(cls) for cls in dataclass_types)
     parser = HfArgumentParser(dataclass_types, prog=f"scratchformers {command}", description=description)
     parser.add_argument("--config", default=None, help="YAML or JSON file of flags (command-line flags override it).")
     parser.add_argument("--help-all", action="help", help="Show every flag, all of TrainingArguments' included.")
-    own = {f for cls in dataclass_types if cls is not TrainingArguments for f in cls.__dataclass_fields__}
+    own = {f for cls in dataclass_types if not issubclass(cls, TrainingArguments) for f in cls.__dataclass_fields__}
+    own |= set(JOB_TRAINING_FLAGS.get(command, ()))
     for action in parser._actions:
         if action.dest in REQUIRED.get(command, ()):
             action.help = f"(required) {action.help or ''}"
@@ -106,7 +137,7 @@ def build_parser(command: str, show_all: bool = True) -> HfArgumentParser:
     if not show_all:
         required = " ".join(f"--{name} ..." for name in REQUIRED.get(command, ()))
         parser.usage = f"scratchformers {command} {required} [flags] [--config FILE.yaml]".replace("  ", " ")
-        if TrainingArguments in dataclass_types:
+        if any(issubclass(cls, TrainingArguments) for cls in dataclass_types):
             parser.epilog = f"Common training flags shown; `scratchformers {command} --help-all` lists all of them."
     if defaults:
         import torch
@@ -199,6 +230,16 @@ def _split_text(args: SplitTextArguments) -> None:
     print(f"wrote {train} and {validation}")
 
 
+def _build_preferences(args: PreferenceBuildArguments) -> None:
+    from .training.preferences import write_preference_pairs
+
+    if not args.input_file or not args.output_file:
+        raise ValueError("build-preferences needs --input_file (SFT rows) and --output_file (the pairs' JSONL)")
+    count = write_preference_pairs(args.input_file, args.output_file, args.rejected, args.seed, args.limit,
+                                   args.overwrite)
+    print(f"[build-preferences] {count} pairs written to {args.output_file}")
+
+
 def _generate(args: GenerateArguments) -> None:
     from transformers import TextStreamer, set_seed
 
@@ -232,6 +273,8 @@ def run_command(command: str, parsed) -> object:
         return _train_tokenizer(*parsed)
     if command == "generate":
         return _generate(*parsed)
+    if command == "build-preferences":
+        return _build_preferences(*parsed)
     if command == "demo":
         from .training.demo import run_demo
 
@@ -250,6 +293,10 @@ def run_command(command: str, parsed) -> object:
         from .training.classify import run_classify
 
         return run_classify(*parsed)
+    if command == "dpo":
+        from .training.dpo import run_dpo
+
+        return run_dpo(*parsed)
     raise ValueError(f"unknown command {command!r}")
 
 

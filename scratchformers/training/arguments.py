@@ -155,6 +155,49 @@ class SFTArguments:
 
 
 @dataclass
+class DPOArguments:
+    """Direct preference optimisation of an SFT model on prompt/chosen/rejected pairs (TRL's DPOTrainer)."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "The SFT model folder (needed)."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "Preference pairs: JSONL with prompt (or instruction), chosen, rejected."}
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Held-out pairs. Default: split of train."})
+    validation_split_percentage: float = field(default=5.0, metadata={"help": "Percent of train held out."})
+    implementation: str = field(
+        default="trl",
+        metadata={"help": "'trl': TRL's DPO loss; 'hand': scratchformers.training.dpo.dpo_loss (the same loss written "
+                          "out; everything else is TRL's).", "choices": ["trl", "hand"]},
+    )
+    lora: str = field(
+        default="none",
+        metadata={"help": "'none': train every weight (the reference is a frozen copy); 'peft': PEFT LoRA (saves the "
+                          "adapter; the reference is the model with the adapter off); 'hand': scratchformers.lora "
+                          "(saves the merged model and adapter/).", "choices": ["none", "peft", "hand"]},
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)."})
+    overwrite: bool = field(default=False, metadata={"help": "Write over an --output_dir that holds results."})
+
+
+@dataclass
+class PreferenceBuildArguments:
+    """Build DPO preference pairs from SFT rows (`scratchformers build-preferences`)."""
+
+    input_file: str | None = field(default=None, metadata={"help": "SFT file: instruction / input / output rows."})
+    output_file: str | None = field(default=None, metadata={"help": "JSONL of prompt / chosen / rejected to write."})
+    rejected: str = field(
+        default="auto",
+        metadata={"help": "'number': the output with a wrong final '#### N' (GSM8K); 'other': another row's output; "
+                          "'auto': number where the output has one, else other.",
+                  "choices": ["auto", "number", "other"]},
+    )
+    limit: int | None = field(default=None, metadata={"help": "Use the first N rows only."})
+    seed: int = field(default=0, metadata={"help": "Seed of the wrong numbers and of the other rows drawn."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_file."})
+
+
+@dataclass
 class ClassifyArguments:
     """Sequence classification fine-tuning from CSV files with columns text,label."""
 
