@@ -1,5 +1,5 @@
 """The `scratchformers` command line: split-text, train-tokenizer, pretrain, sft, classify, build-preferences, dpo,
-generate, demo, export, quantize, serve.
+grpo, generate, demo, export, quantize, serve.
 
 Each job's flags come from dataclasses through `HfArgumentParser`, so every `TrainingArguments` field is a flag
 (`--learning_rate`, `--bf16`, `--activation_checkpointing`, ...). `--config FILE.yaml|json` reads the same keys
@@ -22,6 +22,7 @@ from .training.arguments import (
     DemoArguments,
     DPOArguments,
     GenerateArguments,
+    GRPOArguments,
     ModelArguments,
     PreferenceBuildArguments,
     PretrainDataArguments,
@@ -71,6 +72,10 @@ COMMANDS = {
     "dpo": ("Align an SFT model on preference pairs with DPO, TRL (偏好对齐).", (DPOArguments, "trl.DPOConfig"), {
         **TRAINING_DEFAULTS, "learning_rate": 5e-5, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 8,
         "num_train_epochs": 1, "gradient_checkpointing": False, "max_length": None}),
+    "grpo": ("Improve an SFT model with GRPO and a verifiable reward, TRL (强化学习).", (GRPOArguments, "trl.GRPOConfig"), {
+        **TRAINING_DEFAULTS, "learning_rate": 5e-5, "per_device_train_batch_size": 8, "num_generations": 8,
+        "max_completion_length": 32, "num_train_epochs": 1, "gradient_checkpointing": False, "eval_strategy": "no",
+        "weight_decay": 0.0, "warmup_steps": 0.0}),
     "generate": ("Sample text from a saved model, streaming tokens (生成文本).", (GenerateArguments,), {}),
     "demo": ("The whole path in a few CPU minutes, no download (一键演示).", (DemoArguments,), {}),
 }
@@ -85,6 +90,7 @@ REQUIRED = {
     "classify": ("train_file", "output_dir"),
     "build-preferences": ("input_file", "output_file"),
     "dpo": ("model_name_or_path", "train_file", "output_dir"),
+    "grpo": ("model_name_or_path", "output_dir"),
     "generate": ("model_name_or_path",),
 }
 # The TrainingArguments flags --help shows; --help-all lists every one of them.
@@ -100,6 +106,8 @@ COMMON_TRAINING_FLAGS = (
 # Fields of a job's own TrainingArguments subclass (TRL's configs) that its --help shows too.
 JOB_TRAINING_FLAGS = {
     "dpo": ("beta", "max_length", "loss_type", "precompute_ref_log_probs", "truncation_mode"),
+    "grpo": ("beta", "num_generations", "max_completion_length", "temperature", "loss_type", "epsilon",
+             "steps_per_generation", "num_iterations", "log_completions"),
 }
 
 
@@ -297,6 +305,10 @@ def run_command(command: str, parsed) -> object:
         from .training.dpo import run_dpo
 
         return run_dpo(*parsed)
+    if command == "grpo":
+        from .training.grpo import run_grpo
+
+        return run_grpo(*parsed)
     raise ValueError(f"unknown command {command!r}")
 
 

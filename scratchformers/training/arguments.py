@@ -181,6 +181,33 @@ class DPOArguments:
 
 
 @dataclass
+class GRPOArguments:
+    """GRPO on prompts with verifiable answers (TRL's GRPOTrainer)."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "The SFT model folder (needed)."})
+    train_file: str | None = field(default=None, metadata={"help": "JSONL of prompt / answer rows (or --task)."})
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Held-out prompt / answer rows, scored greedily before and after training."}
+    )
+    task: str | None = field(
+        default=None, metadata={"help": "A generated task instead of --train_file: 'counting' (Count from A to B.)."}
+    )
+    num_prompts: int = field(default=300, metadata={"help": "Training prompts of --task (all different)."})
+    num_eval_prompts: int = field(default=100, metadata={"help": "Held-out prompts of --task (none in training)."})
+    reward: str = field(
+        default="exact",
+        metadata={"help": "'exact': 1 when the answer is exactly the expected text; 'final_number': 1 when its final "
+                          "number (GSM8K's #### N, else the last number) is; 'similarity': difflib's 0..1 ratio.",
+                  "choices": ["exact", "final_number", "similarity"]},
+    )
+    lora: str = field(default="none", metadata={"help": "'none', 'peft' or 'hand' (as for dpo).",
+                                                 "choices": ["none", "peft", "hand"]})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)."})
+    overwrite: bool = field(default=False, metadata={"help": "Write over an --output_dir that holds results."})
+
+
+@dataclass
 class PreferenceBuildArguments:
     """Build DPO preference pairs from SFT rows (`scratchformers build-preferences`)."""
 

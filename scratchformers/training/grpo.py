@@ -1,0 +1,206 @@
+"""GRPO (group relative policy optimisation) on TRL's `GRPOTrainer`, with a verifiable reward: the exact answer.
+
+For each prompt the model samples a group of answers; each answer's reward (1 when it is exactly right, else 0) minus
+the group's mean is its advantage, and the policy gradient raises the likelihood of the answers that beat their group.
+No reward model and no value network: only a checker. Prompts come from a JSONL file of `prompt` + `answer` rows or
+from a generated task (`--task counting`: "Count from 14 to 21.", harder than the demo's SFT counting).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from .. import lora
+from ..generation import chat_stop_token_ids
+from ..tokenization_scratch import load_tokenizer
+from .arguments import GRPOArguments
+from .common import load_pretrained, start_run, train_and_save, write_json
+from .preferences import final_answer
+
+NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
+
+
+def answer_text(completion) -> str:
+    """The text of a completion (TRL passes chat completions as [{"role": "assistant", "content": ...}])."""
+    if isinstance(completion, list):
+        return "".join(message.get("content", "") for message in completion)
+    return completion
+
+
+def exact_answer_reward(completions, answer, **kwargs) -> list[float]:
+    """1.0 for an answer that is exactly the expected text (surrounding spaces ignored), else 0.0."""
+    return [float(answer_text(c).strip() == str(a).strip()) for c, a in zip(completions, answer, strict=True)]
+
+
+def final_number_reward(completions, answer, **kwargs) -> list[float]:
+    """1.0 when the answer's final number (GSM8K's `#### N`, else its last number) is the expected one, else 0.0."""
+    rewards = []
+    for completion, expected in zip(completions, answer, strict=True):
+        text = answer_text(completion)
+        number = final_answer(text)
+        if number is None:
+            numbers = NUMBER.findall(text)
+            number = numbers[-1].replace(",", "").rstrip(".") if numbers else None
+        rewards.append(float(number is not None and number == str(expected).replace(",", "").strip()))
+    return rewards
+
+
+def similarity_reward(completions, answer, **kwargs) -> list[float]:
+    """Partial credit: difflib's similarity ratio (0..1) of the answer and the expected text. A dense signal for a
+    model that is rarely exactly right yet (with only 0/1 rewards, a group that all fails teaches nothing)."""
+    import difflib
+
+    return [difflib.SequenceMatcher(None, answer_text(c).strip(), str(a).strip()).ratio()
+            for c, a in zip(completions, answer, strict=True)]
+
+
+REWARDS = {"exact": exact_answer_reward, "final_number": final_number_reward, "similarity": similarity_reward}
+
+
+def make_counting_task(num_prompts: int, seed: int = 0, low: int = 1, high: int = 50,
+                       max_count: int = 10) -> list[dict]:
+    """`num_prompts` different prompts "Count from A to B." (A in low..high, 3 to `max_count` numbers) with their
+    exact answers "A, A+1, ..., B."; wider ranges and longer counts than the demo's SFT data (which starts at 1-12
+    and counts 3-7 numbers), so an SFT model has room to improve. No prompt repeats, so a split is disjoint.
+    计数任务：互不重复的提示 "Count from A to B."，标准答案为逐个列出的数字；范围比演示的 SFT 数据更宽。"""
+    pairs = [(start, start + n - 1) for start in range(low, high + 1) for n in range(3, max_count + 1)]
+    if num_prompts > len(pairs):
+        raise ValueError(f"the counting task has {len(pairs)} different prompts, {num_prompts} were asked for")
+    random.Random(seed).shuffle(pairs)
+    return [{"prompt": f"Count from {a} to {b}.", "answer": ", ".join(str(n) for n in range(a, b + 1)) + "."}
+            for a, b in pairs[:num_prompts]]
+
+
+TASKS = {"counting": make_counting_task}
+
+
+def read_prompt_file(path) -> list[dict]:
+    """Rows of `prompt` and `answer` (JSONL, JSON, CSV/TSV or Parquet); a bad row names its file and line."""
+    from ..corpus import line_of_record, load_records
+
+    rows = []
+    for file, records in load_records(path):
+        for index, row in enumerate(records):
+            missing = [k for k in ("prompt", "answer") if not isinstance(row.get(k), (str, int, float)) or
+                       not str(row[k]).strip()]
+            if missing:
+                raise ValueError(f"{line_of_record(file, index)}: a GRPO row needs non-empty 'prompt' and 'answer'; "
+                                 f"missing {missing}")
+            rows.append({"prompt": str(row["prompt"]), "answer": str(row["answer"])})
+    if not rows:
+        raise ValueError(f"empty prompt file: {path} holds no rows")
+    return rows
+
+
+@torch.no_grad()
+def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
+    """Greedy chat answers to `prompts`, a batch at a time (prompts padded on the left, as `generate` wants)."""
+    from ..generation import prompt_ids
+
+    was_training = model.training
+    model.eval()
+    answers = []
+    for start in range(0, len(prompts), batch_size):
+        rows = [prompt_ids(tokenizer, p, True)[0] for p in prompts[start:start + batch_size]]  # each (T_i,)
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)  # (B, T)
+        attention_mask = torch.zeros_like(input_ids)  # (B, T)
+        for i, r in enumerate(rows):
+            input_ids[i, width - len(r):] = r
+            attention_mask[i, width - len(r):] = 1
+        out = model.generate(input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
+                             max_new_tokens=max_new_tokens, do_sample=False)  # (B, T + new)
+        answers += [a.strip() for a in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
+    model.train(was_training)
+    return answers
+
+
+def mean_reward(model, tokenizer, rows: list[dict], reward, max_new_tokens: int) -> float:
+    """Mean reward of the greedy answers to `rows` (the held-out figure before and after GRPO)."""
+    answers = greedy_answers(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens)
+    return sum(reward(answers, [r["answer"] for r in rows])) / len(rows)
+
+
+def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, verbose: bool = True) -> dict:
+    """Improve an SFT model with GRPO on prompts whose answers a checker verifies (`--reward exact|final_number`).
+
+    Reports the mean reward of greedy answers on held-out prompts before and after training; saves the model (or
+    the PEFT adapter, or the merged model and `adapter/`) with the tokenizer.
+    用 GRPO 在可验证答案的任务上改进 SFT 模型；报告训练前后在保留提示上的平均奖励。
+    """
+    if not args.model_name_or_path:
+        raise ValueError("grpo needs --model_name_or_path (an SFT model folder, e.g. from `scratchformers sft`)")
+    if bool(args.train_file) == bool(args.task):
+        raise ValueError("grpo needs exactly one of --train_file (JSONL of prompt/answer) and --task "
+                         f"({', '.join(TASKS)})")
+    if args.task and args.task not in TASKS:
+        raise ValueError(f"--task must be one of {sorted(TASKS)}, got {args.task!r}")
+    if args.reward not in REWARDS:
+        raise ValueError(f"--reward must be one of {sorted(REWARDS)}, got {args.reward!r}")
+    if args.lora not in ("none", "peft", "hand"):
+        raise ValueError(f"--lora must be none, peft or hand, got {args.lora!r}")
+    resume = start_run(training_args, args.overwrite)
+
+    tokenizer = load_tokenizer(args.model_name_or_path)
+    if not tokenizer.chat_template:
+        raise ValueError(f"{args.model_name_or_path}: the tokenizer has no chat template, and GRPO asks each prompt as "
+                         "a user turn; give it an SFT model (`scratchformers sft`)")
+    model = load_pretrained(args.model_name_or_path)
+    model.generation_config.eos_token_id = chat_stop_token_ids(tokenizer)  # an answer ends with its turn
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    if args.task:
+        rows = TASKS[args.task](args.num_prompts + args.num_eval_prompts, seed=training_args.seed)
+        train_rows, eval_rows = rows[:args.num_prompts], rows[args.num_prompts:]
+    else:
+        train_rows = read_prompt_file(args.train_file)
+        eval_rows = read_prompt_file(args.validation_file) if args.validation_file else []
+    reward = REWARDS[args.reward]
+    max_new = training_args.max_completion_length
+    before = mean_reward(model, tokenizer, eval_rows, reward, max_new) if eval_rows else None
+
+    from datasets import Dataset
+
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}], "answer": r["answer"]}
+                                 for r in train_rows])
+    peft_config = None
+    if args.lora == "peft":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
+                                 target_modules=lora.family_target_modules(model))
+    elif args.lora == "hand":
+        lora.add_lora(model, lora.LoraSettings(r=args.lora_r, lora_alpha=args.lora_alpha, task_type="CAUSAL_LM"))
+        if training_args.beta != 0.0:
+            raise ValueError("--lora hand trains without a KL reference (--beta 0.0): TRL keeps a reference only as a "
+                             "separate model or a disabled PEFT adapter; use --lora peft or none for --beta > 0")
+    if verbose and training_args.process_index == 0:
+        print(f"[grpo] {len(train_rows)} prompts, {training_args.num_generations} answers each; reward "
+              f"{args.reward}; LoRA: {args.lora}" + (f"; held-out mean reward before {before:.3f}" if eval_rows else ""))
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=training_args, train_dataset=dataset,
+                          processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+
+    def evaluate(trainer):
+        if not eval_rows:
+            return {}
+        after = mean_reward(trainer.model, tokenizer, eval_rows, reward, max_new)
+        return {"heldout_reward_before": before, "heldout_reward_after": after, "heldout_prompts": len(eval_rows)}
+
+    metrics = train_and_save(trainer, resume, "GRPO", {"reward": args.reward, "lora": args.lora}, evaluate)
+    if trainer.is_world_process_zero():
+        if args.lora == "hand":
+            from .classify import save_merged_and_adapter
+
+            save_merged_and_adapter(model, training_args.output_dir)
+        if eval_rows:
+            write_json(f"{training_args.output_dir}/heldout_prompts.json", {"rows": eval_rows})
+        if verbose:
+            if eval_rows:
+                print(f"[grpo] held-out mean reward {metrics['heldout_reward_before']:.3f} -> "
+                      f"{metrics['heldout_reward_after']:.3f} ({len(eval_rows)} prompts, greedy)")
+            print(f"[grpo] saved to {training_args.output_dir}")
+    return metrics
