@@ -80,13 +80,15 @@ def test_grpo_cli_trains_and_saves_a_model_that_loads(model_dir, tmp_path, adapt
                  "--num_eval_prompts", "4", "--output_dir", str(out), "--max_steps", "3", "--learning_rate", "1e-2",
                  "--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "8",
                  "--temperature", "1.5", "--report_to", "none", "--disable_tqdm", "true", "--logging_steps", "1",
-                 "--lora", adapter, "--lora_r", "4", "--save_strategy", "no", "--reward", "similarity"])
+                 "--lora", adapter, "--lora_r", "4", "--save_strategy", "no", "--reward", "similarity",
+                 "--eval_every_steps", "2"])
     assert code == 0
     results = json.loads((out / "all_results.json").read_text())
     assert results["global_step"] == 3 and 0 <= results["heldout_reward_after"] <= 1
     assert results["heldout_prompts"] == 4
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert any("reward" in entry for entry in history)
+    assert [e["step"] for e in history if "heldout_reward" in e] == [2]  # the held-out curve, every 2 steps
     ids = AutoTokenizer.from_pretrained(out)("Count from 1 to 3.", return_tensors="pt").input_ids
     if adapter == "peft":
         from peft import AutoPeftModelForCausalLM

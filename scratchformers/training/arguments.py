@@ -194,6 +194,9 @@ class GRPOArguments:
     )
     num_prompts: int = field(default=300, metadata={"help": "Training prompts of --task (all different)."})
     num_eval_prompts: int = field(default=100, metadata={"help": "Held-out prompts of --task (none in training)."})
+    eval_every_steps: int = field(
+        default=0, metadata={"help": "Score the held-out prompts every N steps too (logged as heldout_reward)."}
+    )
     reward: str = field(
         default="exact",
         metadata={"help": "'exact': 1 when the answer is exactly the expected text; 'final_number': 1 when its final "

@@ -12,6 +12,7 @@ import random
 import re
 
 import torch
+from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from .. import lora
@@ -125,6 +126,19 @@ def mean_reward(model, tokenizer, rows: list[dict], reward, max_new_tokens: int)
     return sum(reward(answers, [r["answer"] for r in rows])) / len(rows)
 
 
+class HeldOutReward(TrainerCallback):
+    """Every `every` steps, the mean greedy reward on the held-out prompts, logged as `heldout_reward` (the curve)."""
+
+    def __init__(self, tokenizer, rows: list[dict], reward, max_new_tokens: int, every: int):
+        self.tokenizer, self.rows, self.reward = tokenizer, rows, reward
+        self.max_new_tokens, self.every = max_new_tokens, every
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.every > 0 and state.global_step % self.every == 0 and state.is_world_process_zero:
+            value = mean_reward(model, self.tokenizer, self.rows, self.reward, self.max_new_tokens)
+            state.log_history.append({"heldout_reward": value, "step": state.global_step})
+
+
 def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, verbose: bool = True) -> dict:
     """Improve an SFT model with GRPO on prompts whose answers a checker verifies (`--reward exact|final_number`).
 
@@ -181,6 +195,9 @@ def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, ver
     if verbose and training_args.process_index == 0:
         print(f"[grpo] {len(train_rows)} prompts, {training_args.num_generations} answers each; reward "
               f"{args.reward}; LoRA: {args.lora}" + (f"; held-out mean reward before {before:.3f}" if eval_rows else ""))
+    callbacks = list(callbacks or [])
+    if eval_rows and args.eval_every_steps > 0:
+        callbacks.append(HeldOutReward(tokenizer, eval_rows, reward, max_new, args.eval_every_steps))
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=training_args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
 
