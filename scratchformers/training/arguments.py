@@ -192,8 +192,8 @@ class GRPOArguments:
     task: str | None = field(
         default=None, metadata={"help": "A generated task instead of --train_file: 'counting' (Count from A to B.)."}
     )
-    num_prompts: int = field(default=300, metadata={"help": "Training prompts of --task (all different)."})
-    num_eval_prompts: int = field(default=100, metadata={"help": "Held-out prompts of --task (none in training)."})
+    num_prompts: int = field(default=100, metadata={"help": "Training prompts of --task (all different)."})
+    num_eval_prompts: int = field(default=50, metadata={"help": "Held-out prompts of --task (none in training)."})
     eval_every_steps: int = field(
         default=0, metadata={"help": "Score the held-out prompts every N steps too (logged as heldout_reward)."}
     )

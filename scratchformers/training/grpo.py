@@ -3,7 +3,7 @@
 For each prompt the model samples a group of answers; each answer's reward (1 when it is exactly right, else 0) minus
 the group's mean is its advantage, and the policy gradient raises the likelihood of the answers that beat their group.
 No reward model and no value network: only a checker. Prompts come from a JSONL file of `prompt` + `answer` rows or
-from a generated task (`--task counting`: "Count from 14 to 21.", harder than the demo's SFT counting).
+from a generated task (`--task counting`: "Count from 4 to 15.", longer counts than the demo's SFT data).
 """
 
 from __future__ import annotations
@@ -62,11 +62,11 @@ def similarity_reward(completions, answer, **kwargs) -> list[float]:
 REWARDS = {"exact": exact_answer_reward, "final_number": final_number_reward, "similarity": similarity_reward}
 
 
-def make_counting_task(num_prompts: int, seed: int = 0, low: int = 1, high: int = 50,
-                       max_count: int = 10) -> list[dict]:
+def make_counting_task(num_prompts: int, seed: int = 0, low: int = 1, high: int = 15,
+                       max_count: int = 12) -> list[dict]:
     """`num_prompts` different prompts "Count from A to B." (A in low..high, 3 to `max_count` numbers) with their
-    exact answers "A, A+1, ..., B."; wider ranges and longer counts than the demo's SFT data (which starts at 1-12
-    and counts 3-7 numbers), so an SFT model has room to improve. No prompt repeats, so a split is disjoint.
+    exact answers "A, A+1, ..., B."; longer counts than the demo's SFT data (which starts at 1-12 and counts 3-7
+    numbers): its SFT model tends to stop early, so it has room to improve. No prompt repeats: a split is disjoint.
     计数任务：互不重复的提示 "Count from A to B."，标准答案为逐个列出的数字；范围比演示的 SFT 数据更宽。"""
     pairs = [(start, start + n - 1) for start in range(low, high + 1) for n in range(3, max_count + 1)]
     if num_prompts > len(pairs):
