@@ -16,7 +16,9 @@ from scratchformers.training.common import build_config
 from scratchformers.training.grpo import (
     exact_answer_reward,
     final_number_reward,
+    chat_answers,
     greedy_answers,
+    heldout_rewards,
     make_counting_task,
     read_prompt_file,
     similarity_reward,
@@ -64,6 +66,19 @@ def test_counting_task_prompts_are_different_and_answers_right():
         make_counting_task(151)
 
 
+def test_sampled_held_out_scores_repeat_and_leave_the_callers_generator_alone(model_dir):
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rows = [{"prompt": "Count from 1 to 3.", "answer": "1, 2, 3."}, {"prompt": "Count from 2 to 4.", "answer": "2, 3, 4."}]
+    torch.manual_seed(5)
+    first = heldout_rewards(model, tokenizer, rows, similarity_reward, 8, samples=4)
+    after_first = torch.rand(1)
+    torch.manual_seed(5)
+    assert heldout_rewards(model, tokenizer, rows, similarity_reward, 8, samples=4) == first
+    assert torch.equal(torch.rand(1), after_first)
+    assert len(chat_answers(model, tokenizer, [r["prompt"] for r in rows], 8, samples=4)) == 8
+
+
 def test_batched_greedy_answers_equal_one_at_a_time_generation(model_dir):
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -88,7 +103,9 @@ def test_grpo_cli_trains_and_saves_a_model_that_loads(model_dir, tmp_path, adapt
     assert results["heldout_prompts"] == 4
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert any("reward" in entry for entry in history)
-    assert [e["step"] for e in history if "heldout_reward" in e] == [2]  # the held-out curve, every 2 steps
+    curve = [e for e in history if "heldout_reward" in e]  # the held-out curves, every 2 steps
+    assert [e["step"] for e in curve] == [2] and 0 <= curve[0]["heldout_reward_sampled"] <= 1
+    assert results["heldout_samples"] == 8 and 0 <= results["heldout_reward_sampled_after"] <= 1
     ids = AutoTokenizer.from_pretrained(out)("Count from 1 to 3.", return_tensors="pt").input_ids
     if adapter == "peft":
         from peft import AutoPeftModelForCausalLM

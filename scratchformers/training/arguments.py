@@ -197,6 +197,11 @@ class GRPOArguments:
     eval_every_steps: int = field(
         default=0, metadata={"help": "Score the held-out prompts every N steps too (logged as heldout_reward)."}
     )
+    eval_samples: int = field(
+        default=8,
+        metadata={"help": "Also score this many answers sampled per held-out prompt at --temperature (the expected "
+                          "reward GRPO optimises); 0: greedy only."},
+    )
     reward: str = field(
         default="exact",
         metadata={"help": "'exact': 1 when the answer is exactly the expected text; 'final_number': 1 when its final "

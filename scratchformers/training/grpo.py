@@ -98,13 +98,18 @@ def read_prompt_file(path) -> list[dict]:
 
 
 @torch.no_grad()
-def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
-    """Greedy chat answers to `prompts`, a batch at a time (prompts padded on the left, as `generate` wants)."""
+def chat_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, samples: int = 0, temperature: float = 1.0,
+                 batch_size: int = 32, seed: int = 0) -> list[str]:
+    """Chat answers to `prompts`, a batch at a time (prompts padded on the left, as `generate` wants): the greedy one
+    each (`samples=0`), or `samples` sampled at `temperature` each (prompt by prompt in the returned list)."""
     from ..generation import prompt_ids
 
     was_training = model.training
     model.eval()
     answers = []
+    sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=samples)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)  # the same draws before and after training, and the caller's generator left as it was
     for start in range(0, len(prompts), batch_size):
         rows = [prompt_ids(tokenizer, p, True)[0] for p in prompts[start:start + batch_size]]  # each (T_i,)
         width = max(len(r) for r in rows)
@@ -114,29 +119,49 @@ def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, ba
             input_ids[i, width - len(r):] = r
             attention_mask[i, width - len(r):] = 1
         out = model.generate(input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
-                             max_new_tokens=max_new_tokens, do_sample=False)  # (B, T + new)
-        answers += [a.strip() for a in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
+                             max_new_tokens=max_new_tokens, **(sampling if samples else {"do_sample": False}))
+        answers += [a.strip() for a in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]  # (B*k,)
+    torch.random.set_rng_state(generator_state)
     model.train(was_training)
     return answers
 
 
-def mean_reward(model, tokenizer, rows: list[dict], reward, max_new_tokens: int) -> float:
-    """Mean reward of the greedy answers to `rows` (the held-out figure before and after GRPO)."""
-    answers = greedy_answers(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens)
-    return sum(reward(answers, [r["answer"] for r in rows])) / len(rows)
+def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
+    """The greedy chat answer to each prompt."""
+    return chat_answers(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size)
+
+
+def heldout_rewards(model, tokenizer, rows: list[dict], reward, max_new_tokens: int, samples: int = 8,
+                    temperature: float = 1.0) -> dict:
+    """Mean reward on `rows` of the greedy answers and of `samples` answers sampled per prompt at `temperature` (what
+    GRPO optimises: the expected reward of its samples)."""
+    prompts, expected = [r["prompt"] for r in rows], [r["answer"] for r in rows]
+    greedy = reward(chat_answers(model, tokenizer, prompts, max_new_tokens), expected)
+    result = {"greedy": sum(greedy) / len(rows)}
+    if samples:
+        sampled = chat_answers(model, tokenizer, prompts, max_new_tokens, samples, temperature)
+        scores = reward(sampled, [a for a in expected for _ in range(samples)])
+        result["sampled"] = sum(scores) / len(scores)
+    return result
 
 
 class HeldOutReward(TrainerCallback):
-    """Every `every` steps, the mean greedy reward on the held-out prompts, logged as `heldout_reward` (the curve)."""
+    """Every `every` steps, the held-out mean rewards (greedy and sampled), logged as `heldout_reward` and
+    `heldout_reward_sampled` (the curves)."""
 
-    def __init__(self, tokenizer, rows: list[dict], reward, max_new_tokens: int, every: int):
+    def __init__(self, tokenizer, rows: list[dict], reward, max_new_tokens: int, every: int, samples: int,
+                 temperature: float):
         self.tokenizer, self.rows, self.reward = tokenizer, rows, reward
-        self.max_new_tokens, self.every = max_new_tokens, every
+        self.max_new_tokens, self.every, self.samples, self.temperature = max_new_tokens, every, samples, temperature
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every > 0 and state.global_step % self.every == 0 and state.is_world_process_zero:
-            value = mean_reward(model, self.tokenizer, self.rows, self.reward, self.max_new_tokens)
-            state.log_history.append({"heldout_reward": value, "step": state.global_step})
+            scores = heldout_rewards(model, self.tokenizer, self.rows, self.reward, self.max_new_tokens, self.samples,
+                                     self.temperature)
+            entry = {"heldout_reward": scores["greedy"], "step": state.global_step}
+            if "sampled" in scores:
+                entry["heldout_reward_sampled"] = scores["sampled"]
+            state.log_history.append(entry)
 
 
 def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, verbose: bool = True) -> dict:
@@ -175,7 +200,8 @@ def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, ver
         eval_rows = read_prompt_file(args.validation_file) if args.validation_file else []
     reward = REWARDS[args.reward]
     max_new = training_args.max_completion_length
-    before = mean_reward(model, tokenizer, eval_rows, reward, max_new) if eval_rows else None
+    samples, temperature = args.eval_samples, training_args.temperature
+    before = heldout_rewards(model, tokenizer, eval_rows, reward, max_new, samples, temperature) if eval_rows else None
 
     from datasets import Dataset
 
@@ -194,18 +220,23 @@ def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, ver
                              "separate model or a disabled PEFT adapter; use --lora peft or none for --beta > 0")
     if verbose and training_args.process_index == 0:
         print(f"[grpo] {len(train_rows)} prompts, {training_args.num_generations} answers each; reward "
-              f"{args.reward}; LoRA: {args.lora}" + (f"; held-out mean reward before {before:.3f}" if eval_rows else ""))
+              f"{args.reward}; LoRA: {args.lora}" + (f"; held-out mean reward before {before}" if eval_rows else ""))
     callbacks = list(callbacks or [])
     if eval_rows and args.eval_every_steps > 0:
-        callbacks.append(HeldOutReward(tokenizer, eval_rows, reward, max_new, args.eval_every_steps))
+        callbacks.append(HeldOutReward(tokenizer, eval_rows, reward, max_new, args.eval_every_steps, samples, temperature))
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=training_args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
 
     def evaluate(trainer):
         if not eval_rows:
             return {}
-        after = mean_reward(trainer.model, tokenizer, eval_rows, reward, max_new)
-        return {"heldout_reward_before": before, "heldout_reward_after": after, "heldout_prompts": len(eval_rows)}
+        after = heldout_rewards(trainer.model, tokenizer, eval_rows, reward, max_new, samples, temperature)
+        scores = {"heldout_reward_before": before["greedy"], "heldout_reward_after": after["greedy"],
+                  "heldout_prompts": len(eval_rows)}
+        if samples:
+            scores.update(heldout_reward_sampled_before=before["sampled"], heldout_reward_sampled_after=after["sampled"],
+                          heldout_samples=samples)
+        return scores
 
     metrics = train_and_save(trainer, resume, "GRPO", {"reward": args.reward, "lora": args.lora}, evaluate)
     if trainer.is_world_process_zero():
@@ -217,7 +248,11 @@ def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, ver
             write_json(f"{training_args.output_dir}/heldout_prompts.json", {"rows": eval_rows})
         if verbose:
             if eval_rows:
-                print(f"[grpo] held-out mean reward {metrics['heldout_reward_before']:.3f} -> "
-                      f"{metrics['heldout_reward_after']:.3f} ({len(eval_rows)} prompts, greedy)")
+                print(f"[grpo] held-out mean reward, greedy {metrics['heldout_reward_before']:.3f} -> "
+                      f"{metrics['heldout_reward_after']:.3f} ({len(eval_rows)} prompts)")
+                if samples:
+                    print(f"[grpo] held-out mean reward, {samples} samples per prompt at temperature {temperature}: "
+                          f"{metrics['heldout_reward_sampled_before']:.3f} -> "
+                          f"{metrics['heldout_reward_sampled_after']:.3f}")
             print(f"[grpo] saved to {training_args.output_dir}")
     return metrics
