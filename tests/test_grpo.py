@@ -86,6 +86,13 @@ def test_batched_greedy_answers_equal_one_at_a_time_generation(model_dir):
     batched = greedy_answers(model, tokenizer, prompts, 12)
     single = [generate_texts(model, tokenizer, p, 12, chat=True, do_sample=False)[0].strip() for p in prompts]
     assert batched == single
+    from scratchformers.generation import prompt_ids
+
+    long = next("Count " * n for n in range(60, 0, -1) if len(prompt_ids(tokenizer, "Count " * n, True)[0]) < 124)
+    assert len(prompt_ids(tokenizer, long, True)[0]) > 100  # 40 new tokens would run past the 128 positions
+    assert all(isinstance(a, str) for a in greedy_answers(model, tokenizer, [long, "Hi."], 40))
+    with pytest.raises(ValueError, match="leaves no room in the model's context"):
+        greedy_answers(model, tokenizer, ["Count " * 200], 8)
 
 
 @pytest.mark.parametrize("adapter", ["none", "peft", "hand"])

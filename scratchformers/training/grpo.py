@@ -113,13 +113,18 @@ def chat_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, samp
     for start in range(0, len(prompts), batch_size):
         rows = [prompt_ids(tokenizer, p, True)[0] for p in prompts[start:start + batch_size]]  # each (T_i,)
         width = max(len(r) for r in rows)
+        room = model.config.max_position_embeddings - width  # an answer stops where the context ends
+        if room <= 0:
+            raise ValueError(f"a prompt of {width} tokens leaves no room in the model's context "
+                             f"({model.config.max_position_embeddings}): {prompts[start:start + batch_size][0]!r:.80}")
         input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)  # (B, T)
         attention_mask = torch.zeros_like(input_ids)  # (B, T)
         for i, r in enumerate(rows):
             input_ids[i, width - len(r):] = r
             attention_mask[i, width - len(r):] = 1
         out = model.generate(input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
-                             max_new_tokens=max_new_tokens, **(sampling if samples else {"do_sample": False}))
+                             max_new_tokens=min(max_new_tokens, room),
+                             **(sampling if samples else {"do_sample": False}))
         answers += [a.strip() for a in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]  # (B*k,)
     torch.random.set_rng_state(generator_state)
     model.train(was_training)
