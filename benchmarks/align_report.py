@@ -191,7 +191,7 @@ def run_dpo_part(size: dict, data_dir: Path, work: Path, threads: int) -> dict:
                       per_device_eval_batch_size=8, learning_rate=size["dpo_lr"], beta=size["beta"],
                       lr_scheduler_type="cosine", warmup_steps=0.05, logging_steps=max(1, size["dpo_steps"] // 25),
                       eval_strategy="no",
-                      gradient_checkpointing=False, max_length=context, **common),
+                      gradient_checkpointing=False, max_length=context, bf16=False, **common),
             verbose=False)
         seconds = time.time() - started
         history = json.loads((out / "trainer_state.json").read_text())["log_history"]
@@ -226,7 +226,7 @@ def run_grpo_part(size: dict, work: Path, threads: int, quick: bool) -> dict:
     config = GRPOConfig(output_dir=str(work / "grpo"), max_steps=10**6, per_device_train_batch_size=size["grpo_batch"],
                         num_generations=8, max_completion_length=40, learning_rate=size["grpo_lr"],
                         lr_scheduler_type="constant", logging_steps=5, report_to="none", use_cpu=True,
-                        disable_tqdm=True, save_strategy="no", gradient_checkpointing=False, seed=0)
+                        disable_tqdm=True, save_strategy="no", gradient_checkpointing=False, seed=0, bf16=False)
     from transformers import TrainerCallback
 
     class StopAfter(TrainerCallback):  # the wall-clock budget (GRPO steps vary in length with the answers)

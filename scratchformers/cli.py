@@ -71,11 +71,11 @@ COMMANDS = {
     # the TRL jobs name their config class lazily: importing trl costs seconds, and only these jobs need it
     "dpo": ("Align an SFT model on preference pairs with DPO, TRL (偏好对齐).", (DPOArguments, "trl.DPOConfig"), {
         **TRAINING_DEFAULTS, "learning_rate": 5e-5, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 8,
-        "num_train_epochs": 1, "gradient_checkpointing": False, "max_length": None}),
+        "num_train_epochs": 1, "gradient_checkpointing": False, "max_length": None, "bf16": None}),
     "grpo": ("Improve an SFT model with GRPO and a verifiable reward, TRL (强化学习).", (GRPOArguments, "trl.GRPOConfig"), {
         **TRAINING_DEFAULTS, "learning_rate": 5e-5, "per_device_train_batch_size": 8, "num_generations": 8,
         "max_completion_length": 32, "num_train_epochs": 1, "gradient_checkpointing": False, "eval_strategy": "no",
-        "weight_decay": 0.0, "warmup_steps": 0.0}),
+        "weight_decay": 0.0, "warmup_steps": 0.0, "bf16": None}),
     "generate": ("Sample text from a saved model, streaming tokens (生成文本).", (GenerateArguments,), {}),
     "demo": ("The whole path in a few CPU minutes, no download (一键演示).", (DemoArguments,), {}),
 }
@@ -150,8 +150,14 @@ def build_parser(command: str, show_all: bool = True) -> HfArgumentParser:
     if defaults:
         import torch
 
+        cpu = not torch.cuda.is_available()
         # On a machine without a GPU, use_cpu=True also makes torchrun/accelerate workers join one gloo DDP job.
-        parser.set_defaults(**defaults, use_cpu=not torch.cuda.is_available())
+        defaults = {**defaults, "use_cpu": cpu}
+        if "bf16" in defaults and defaults["bf16"] is None:
+            # TRL's configs switch bf16 autocast on wherever it is supported, CPUs included: on a CPU without bf16
+            # matrix units that made a DPO step 9x slower than fp32 (benchmarks/README.md). Off on a CPU; --bf16 true
+            defaults["bf16"] = not cpu
+        parser.set_defaults(**defaults)
     return parser
 
 

@@ -76,7 +76,7 @@ def model_dir(request, tokenizer_dir, tmp_path_factory):
 def dpo_config(tmp_path, **overrides):
     settings = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=2, learning_rate=1e-3,
                     report_to="none", use_cpu=True, save_strategy="no", disable_tqdm=True, logging_steps=1,
-                    gradient_checkpointing=False, max_length=128, seed=0)
+                    gradient_checkpointing=False, max_length=128, seed=0, bf16=False)
     return DPOConfig(**{**settings, **overrides})
 
 
@@ -204,6 +204,17 @@ def test_preference_files_name_the_bad_record(tmp_path):
         {"instruction": "Add.", "input": "2 and 3", "chosen": "5", "rejected": "6"}]))
     assert pairs[0]["prompt"] == [{"role": "user", "content": "Add.\n\n2 and 3"}]
     assert pairs[0]["chosen"] == [{"role": "assistant", "content": "5"}]
+
+
+def test_trl_jobs_train_in_fp32_on_a_cpu_unless_told():
+    """TRL's configs turn bf16 autocast on by default, CPUs included (9x slower steps here); the CLI does not."""
+    from scratchformers.cli import build_parser
+
+    for job in ("dpo", "grpo"):
+        config = build_parser(job).parse_args_into_dataclasses(["--output_dir", "x"])[1]
+        assert config.bf16 is torch.cuda.is_available()
+        config = build_parser(job).parse_args_into_dataclasses(["--output_dir", "x", "--bf16", "true"])[1]
+        assert config.bf16 is True
 
 
 def test_dpo_refuses_a_model_without_a_chat_template_and_losses_the_hand_code_lacks(model_dir, tmp_path, capsys):
