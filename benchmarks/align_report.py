@@ -291,7 +291,8 @@ def markdown(result: dict, plots: list[str]) -> str:
     s = result["settings"]
     lines = ["# Alignment after SFT on a CPU: DPO (TRL's loss and ours) and GRPO", "",
              f"Generated {result['generated']} by `python benchmarks/align_report.py{' --quick' if s['quick'] else ''}` "
-             f"({result['minutes']:.1f} min). Machine: {result['machine']}, torch {result['torch']}, transformers "
+             f"({result['minutes']:.1f} min" + (f" in {result['merged_from']} runs side by side, `--parts`, one "
+                                               "thread each" if result.get("merged_from") else "") + "). Machine: {result['machine']}, torch {result['torch']}, transformers "
              f"{result['transformers']}, trl {result['trl']}, {s['threads']} torch threads.", ""]
     if "dpo" in result:
         d = result["dpo"]
@@ -341,7 +342,21 @@ def main(argv=None):
     parser.add_argument("--parts", nargs="+", default=["dpo", "grpo"], choices=["dpo", "grpo"])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
+    parser.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
+                        help="write the report from the results.json of separate --parts runs (e.g. run side by side)")
     args = parser.parse_args(argv)
+    if args.merge:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        parts = [json.loads(Path(f).read_text(encoding="utf-8")) for f in args.merge]
+        result = {**parts[0], "minutes": sum(r["minutes"] for r in parts)}
+        for part in parts[1:]:
+            result.update({k: v for k, v in part.items() if k in ("dpo", "grpo")})
+            result["settings"] = {**part["settings"], **result["settings"]}
+        result["merged_from"] = len(parts)
+        (out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        (out / "report.md").write_text(markdown(result, plot(result, out)), encoding="utf-8")
+        return result
     import tempfile
 
     import transformers

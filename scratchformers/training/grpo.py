@@ -172,8 +172,9 @@ class HeldOutReward(TrainerCallback):
 def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, verbose: bool = True) -> dict:
     """Improve an SFT model with GRPO on prompts whose answers a checker verifies (`--reward exact|final_number`).
 
-    Reports the mean reward of greedy answers on held-out prompts before and after training; saves the model (or
-    the PEFT adapter, or the merged model and `adapter/`) with the tokenizer.
+    Reports the mean reward on held-out prompts before and after training, of the greedy answers and of
+    `eval_samples` answers sampled per prompt; saves the model (or the PEFT adapter, or the merged model and
+    `adapter/`) with the tokenizer.
     用 GRPO 在可验证答案的任务上改进 SFT 模型；报告训练前后在保留提示上的平均奖励。
     """
     if not args.model_name_or_path:
@@ -187,6 +188,9 @@ def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, ver
         raise ValueError(f"--reward must be one of {sorted(REWARDS)}, got {args.reward!r}")
     if args.lora not in ("none", "peft", "hand"):
         raise ValueError(f"--lora must be none, peft or hand, got {args.lora!r}")
+    if args.lora == "hand" and training_args.beta != 0.0:
+        raise ValueError("--lora hand trains without a KL reference (--beta 0.0): TRL keeps a reference only as a "
+                         "separate model or a disabled PEFT adapter; use --lora peft or none for --beta > 0")
     resume = start_run(training_args, args.overwrite)
 
     tokenizer = load_tokenizer(args.model_name_or_path)
@@ -220,12 +224,11 @@ def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, ver
                                  target_modules=lora.family_target_modules(model))
     elif args.lora == "hand":
         lora.add_lora(model, lora.LoraSettings(r=args.lora_r, lora_alpha=args.lora_alpha, task_type="CAUSAL_LM"))
-        if training_args.beta != 0.0:
-            raise ValueError("--lora hand trains without a KL reference (--beta 0.0): TRL keeps a reference only as a "
-                             "separate model or a disabled PEFT adapter; use --lora peft or none for --beta > 0")
     if verbose and training_args.process_index == 0:
         print(f"[grpo] {len(train_rows)} prompts, {training_args.num_generations} answers each; reward "
-              f"{args.reward}; LoRA: {args.lora}" + (f"; held-out mean reward before {before}" if eval_rows else ""))
+              f"{args.reward}; LoRA: {args.lora}" + (f"; held-out mean reward before: greedy {before['greedy']:.3f}"
+                                                      + (f", sampled {before['sampled']:.3f}" if samples else "")
+                                                      if eval_rows else ""))
     callbacks = list(callbacks or [])
     if eval_rows and args.eval_every_steps > 0:
         callbacks.append(HeldOutReward(tokenizer, eval_rows, reward, max_new, args.eval_every_steps, samples, temperature))
