@@ -150,7 +150,7 @@ def train_sft_model(size: dict, train_rows: list[dict], work: Path, context: int
     return text, time.time() - started
 
 
-def run_dpo_part(size: dict, data_dir: Path, work: Path, threads: int) -> dict:
+def run_dpo_part(size: dict, data_dir: Path, work: Path, threads: int, implementations=("trl", "hand")) -> dict:
     from trl import DPOConfig
 
     from scratchformers.training.arguments import DPOArguments
@@ -179,7 +179,7 @@ def run_dpo_part(size: dict, data_dir: Path, work: Path, threads: int) -> dict:
                      "exact_answer": exact_answers(sft_model, tokenizer, questions, size["max_new"])}
     log("DPO: SFT model", result["sft"])
 
-    for implementation in ("trl", "hand"):
+    for implementation in implementations:
         out = work / f"dpo-{implementation}"
         log(f"DPO: {size['dpo_steps']} steps with the {implementation} loss")
         started = time.time()
@@ -296,6 +296,8 @@ def markdown(result: dict, plots: list[str]) -> str:
              f"{result['transformers']}, trl {result['trl']}, {s['threads']} torch threads.", ""]
     if "dpo" in result:
         d = result["dpo"]
+        curves = [d[m]["curve"] for m in ("trl", "hand")]
+        d["max_loss_diff"] = max((abs(a["loss"] - b["loss"]) for a, b in zip(*curves)), default=0.0)
         lines += ["## DPO on GSM8K pairs (chosen: the reference solution; rejected: its final number made wrong)", "",
                   f"A LLaMA2 ({s['model']}) pretrained from nothing for {s['pretrain_budget']} on the GSM8K training "
                   f"text, SFT for {s['sft_steps']} steps, then DPO for {s['dpo_steps']} steps (batch 8 pairs, lr "
@@ -305,14 +307,14 @@ def markdown(result: dict, plots: list[str]) -> str:
                   "questions answered greedily.", "",
                   "| model | held-out preference accuracy (implicit reward) | prefers chosen by log-prob | "
                   "exact final answer | reward margin | s / step |", "|---|---:|---:|---:|---:|---:|",
-                  f"| SFT | (0.5 by definition) | {d['sft']['logprob_preference']:.3f} | "
+                  f"| SFT | - (every implicit reward is 0) | {d['sft']['logprob_preference']:.3f} | "
                   f"{d['sft']['exact_answer']:.3f} | 0 | |"]
         for implementation, name in (("trl", "DPO, TRL's loss"), ("hand", "DPO, hand-written loss")):
             r = d[implementation]
             lines.append(f"| {name} | **{r['preference_accuracy']:.3f}** | {r['logprob_preference']:.3f} | "
                          f"{r['exact_answer']:.3f} | {r['margin']:.2f} | {r['step_seconds']:.3f} |")
         lines += ["", "Implicit reward: beta * (log pi - log ref) of each answer; a pair is right when the chosen "
-                  "answer's is higher (TRL's `rewards/accuracies`; at the SFT model every reward is 0). The two "
+                  "answer's is higher (TRL's `rewards/accuracies`). The two "
                   "trainings see the same batches; their losses agree to float rounding "
                   f"(largest logged difference {d['max_loss_diff']:.2e}).", ""]
     if "grpo" in result:
@@ -342,6 +344,10 @@ def main(argv=None):
     parser.add_argument("--parts", nargs="+", default=["dpo", "grpo"], choices=["dpo", "grpo"])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
+    parser.add_argument("--dpo-lr", type=float, help="DPO learning rate (overrides the size)")
+    parser.add_argument("--dpo-steps", type=int, help="DPO steps (overrides the size)")
+    parser.add_argument("--implementations", nargs="+", default=["trl", "hand"], choices=["trl", "hand"],
+                        help="the DPO losses to train with (both for the side-by-side table)")
     parser.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
                         help="write the report from the results.json of separate --parts runs (e.g. run side by side)")
     args = parser.parse_args(argv)
@@ -351,7 +357,12 @@ def main(argv=None):
         parts = [json.loads(Path(f).read_text(encoding="utf-8")) for f in args.merge]
         result = {**parts[0], "minutes": sum(r["minutes"] for r in parts)}
         for part in parts[1:]:
-            result.update({k: v for k, v in part.items() if k in ("dpo", "grpo")})
+            if "dpo" in part and "dpo" in result:
+                result["dpo"] = {**result["dpo"], **part["dpo"]}
+            elif "dpo" in part:
+                result["dpo"] = part["dpo"]
+            if "grpo" in part:
+                result["grpo"] = part["grpo"]
             result["settings"] = {**part["settings"], **result["settings"]}
         result["merged_from"] = len(parts)
         (out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
@@ -363,6 +374,7 @@ def main(argv=None):
     import trl
 
     size = dict(SIZES["quick" if args.quick else "default"])
+    size.update({k: v for k, v in (("dpo_lr", args.dpo_lr), ("dpo_steps", args.dpo_steps)) if v is not None})
     started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -371,9 +383,7 @@ def main(argv=None):
         work.mkdir(parents=True, exist_ok=True)
         result = {"settings": {**size, "quick": args.quick, "threads": args.threads}}
         if "dpo" in args.parts:
-            result["dpo"] = run_dpo_part(size, Path(args.data_dir), work, args.threads)
-            curves = [result["dpo"][m]["curve"] for m in ("trl", "hand")]
-            result["dpo"]["max_loss_diff"] = max((abs(a["loss"] - b["loss"]) for a, b in zip(*curves)), default=0.0)
+            result["dpo"] = run_dpo_part(size, Path(args.data_dir), work, args.threads, args.implementations)
         if "grpo" in args.parts:
             result["grpo"] = run_grpo_part(size, work, args.threads, args.quick)
     result.update(generated=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -47,6 +47,9 @@ def test_every_command_has_help_listing_its_flags(capsys):
         "classify": "--label_column",
         "generate": "--no_repeat_ngram_size",
         "demo": "--overwrite",
+        "build-preferences": "--rejected",
+        "dpo": "--beta",  # a field of TRL's DPOConfig, shown in the short help
+        "grpo": "--num_generations",
     }
     assert set(expected) == set(COMMANDS)
     for command, flag in expected.items():
