@@ -263,7 +263,7 @@ def plot(result: dict, out: Path) -> list[str]:
             curve = result["dpo"][implementation]["curve"]
             axes[0].plot([c["step"] for c in curve], [c["loss"] for c in curve], style, label=f"{implementation} loss")
             axes[1].plot([c["step"] for c in curve], [c["rewards/margins"] for c in curve], style,
-                         label=f"{implementation} loss")
+                         label=f"{implementation} loss: margin")
         axes[0].set(title="DPO loss", xlabel="step")
         axes[1].set(title="reward margin (chosen - rejected)", xlabel="step")
         for ax in axes:
@@ -292,8 +292,9 @@ def markdown(result: dict, plots: list[str]) -> str:
     lines = ["# Alignment after SFT on a CPU: DPO (TRL's loss and ours) and GRPO", "",
              f"Generated {result['generated']} by `python benchmarks/align_report.py{' --quick' if s['quick'] else ''}` "
              f"({result['minutes']:.1f} min" + (f" in {result['merged_from']} runs side by side, `--parts`, one "
-                                               "thread each" if result.get("merged_from") else "") + "). Machine: {result['machine']}, torch {result['torch']}, transformers "
-             f"{result['transformers']}, trl {result['trl']}, {s['threads']} torch threads.", ""]
+                                               "thread each" if result.get("merged_from") else "") +
+             f"). Machine: {result['machine']}, torch {result['torch']}, transformers "
+             f"{result['transformers']}, trl {result['trl']}, {s['threads']} torch thread(s).", ""]
     if "dpo" in result:
         d = result["dpo"]
         curves = [d[m]["curve"] for m in ("trl", "hand")]
