@@ -247,6 +247,8 @@ def test_build_preferences_corrupts_the_final_number_or_borrows_another_answer(t
         assert pair["rejected"] in outputs - {pair["chosen"]}
     assert corrupt_final_number("no number here", __import__("random").Random(0)) is None
     assert final_answer("so\n#### 1,250") == "1250"
+    rng = __import__("random").Random(0)
+    assert all(final_answer(corrupt_final_number("so\n#### 0", rng)) != "0" for _ in range(50))
     with pytest.raises(ValueError, match="row 2: the output has no final '#### N'"):
         build_preference_pairs([gsm, other], rejected="number")
 

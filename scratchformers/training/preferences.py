@@ -87,7 +87,10 @@ def corrupt_final_number(answer: str, rng: random.Random) -> str | None:
     if number is None:
         return None
     value = float(number)
-    wrong = rng.choice([value + rng.choice([-2, -1, 1, 2, 3]), value * 10, value + 10, max(value - 10, value + 5)])
+    wrong = value
+    while wrong == value:  # value * 10 is no change for 0
+        wrong = rng.choice([value + rng.choice([-2, -1, 1, 2, 3]), value * 10, value + 10,
+                            value - 10 if value >= 10 else value + 5])
     text = str(int(wrong)) if wrong == int(wrong) and "." not in number else f"{wrong:g}"
     return FINAL_ANSWER.sub(f"#### {text}", answer.strip())
 
