@@ -215,6 +215,7 @@ class Engine:
                                top_p=sampling.top_p)
         self.manager.register_result_handler(request_id, outputs.put_nowait)
         if sampling.seed is not None:  # best effort, as OpenAI's: exact when the request runs alone
+            await self._drain_leftovers()
             torch.manual_seed(sampling.seed)
         added = self.manager.add_request(prompt, request_id=request_id, max_new_tokens=sampling.max_tokens,
                                          streaming=True, eos_token_id=self.stop_token_ids, **per_request)
@@ -240,6 +241,16 @@ class Engine:
                 router = self.manager.output_router  # the handler of a cancelled request is not removed for us
                 with router._lock:
                     router.result_handlers.pop(request_id, None)
+
+    async def _drain_leftovers(self, timeout: float = 2.0) -> None:
+        """With no live request, wait (a little) until the batch is empty: a request cancelled a moment ago (a stop
+        string, a client gone) may still take a step, drawing random numbers after a new request's seed. With live
+        requests, nothing is waited for: they share the random numbers anyway, and seeds never serialise clients."""
+        processor = self.manager.batch_processor
+        deadline = time.monotonic() + timeout
+        while (self.running == 0 and time.monotonic() < deadline and processor is not None
+               and (processor.has_pending_requests() or not self.manager.cancel_queue.empty())):
+            await asyncio.sleep(0.005)
 
     async def text(self, prompt: list[int], sampling: Sampling) -> AsyncIterator[str | Finished]:
         """The answer's new text as it comes, then why it ended (`Finished`). Text that could begin a stop string
