@@ -12,7 +12,7 @@ GRPO (the demo's counting task, harder ranges): the demo's SFT model, then `scra
 wall-clock budget; the held-out greedy reward (exact answer) is scored every few steps and plotted.
 
 Run from the repository root:
-    python benchmarks/align_report.py            # about 35 minutes on 2 cores
+    python benchmarks/align_report.py            # about 45 minutes on 2 cores
     python benchmarks/align_report.py --quick    # a smoke run, about 2 minutes
 """
 
