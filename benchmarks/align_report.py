@@ -321,7 +321,7 @@ def markdown(result: dict, plots: list[str]) -> str:
     if "grpo" in result:
         g = result["grpo"]
         lines += ["## GRPO on counting (reward: the exact answer)", "",
-                  f"The demo's SFT model (`scratchformers demo`), then `scratchformers grpo --task counting` (prompts "
+                  f"The demo's SFT model (`scratchformers demo --preset llama2-tiny`), then `scratchformers grpo --task counting` (prompts "
                   "'Count from A to B.' with A in 1..15 and 3-12 numbers; the demo's SFT data counts 3-7 numbers, and "
                   f"its model tends to stop early) for {g['budget_seconds'] / 60:.1f} minutes of wall-clock: "
                   f"{g['steps']} steps of {s['grpo_batch'] // 8} prompts x 8 answers, lr {s['grpo_lr']}, no KL term "
