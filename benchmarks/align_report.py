@@ -102,13 +102,12 @@ def exact_answers(model, tokenizer, rows: list[dict], max_new: int) -> float:
 def load_chat_model(folder):
     from transformers import AutoModelForCausalLM
 
-    from scratchformers.generation import chat_stop_token_ids
+    from scratchformers.generation import answer_in_turns
     from scratchformers.tokenization_scratch import load_tokenizer
 
     tokenizer = load_tokenizer(folder)
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    model.generation_config.eos_token_id = chat_stop_token_ids(tokenizer)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    answer_in_turns(model, tokenizer)
     return model, tokenizer
 
 

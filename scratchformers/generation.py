@@ -23,6 +23,13 @@ def chat_stop_token_ids(tokenizer) -> list[int]:
     return im_end + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
 
 
+def answer_in_turns(model, tokenizer) -> None:
+    """Make `model.generate()` stop at the end of the assistant's turn (not only at EOS) and pad with the pad token:
+    what a chat model (SFT, DPO, GRPO) needs."""
+    model.generation_config.eos_token_id = chat_stop_token_ids(tokenizer)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
 def prompt_ids(tokenizer, prompt: str, chat: bool = False) -> torch.Tensor:
     """`(1, T)` ids of a prompt: BOS + the text, or the chat template with the generation prompt."""
     if chat:

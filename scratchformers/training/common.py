@@ -257,6 +257,33 @@ def load_pretrained(name, auto_class=AutoModelForCausalLM, **kwargs):
         ) from None
 
 
+def load_chat_model(name, why: str):
+    """(model, tokenizer) of an SFT model folder, for the jobs that come after SFT (dpo, grpo); a tokenizer without
+    a chat template is an error saying `why` the job needs one."""
+    tokenizer = load_tokenizer(name)
+    if not tokenizer.chat_template:
+        raise ValueError(f"{name}: the tokenizer has no chat template, and {why}; give it an SFT model "
+                         "(`scratchformers sft`)")
+    return load_pretrained(name), tokenizer
+
+
+def lora_for_trl(model, kind: str, r: int, lora_alpha: int):
+    """`--lora` of the TRL jobs on every linear layer of the blocks: PEFT's LoraConfig for the trainer to apply
+    (`peft`), scratchformers.lora layers added to `model` now (`hand`, returns None), or nothing (`none`)."""
+    from .. import lora
+
+    if kind not in ("none", "peft", "hand"):
+        raise ValueError(f"--lora must be none, peft or hand, got {kind!r}")
+    if kind == "peft":
+        from peft import LoraConfig
+
+        return LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
+                          target_modules=lora.family_target_modules(model))
+    if kind == "hand":
+        lora.add_lora(model, lora.LoraSettings(r=r, lora_alpha=lora_alpha, task_type="CAUSAL_LM"))
+    return None
+
+
 def load_config(name):
     """The config of a saved model folder or Hub repo (for its family), with the errors of `load_pretrained`."""
     from transformers import AutoConfig

@@ -253,6 +253,15 @@ def read_sft_jsonl(path) -> list[list[dict]]:
     return conversations
 
 
+def check_messages(messages: list, where: str, field: str = "messages") -> None:
+    """Every item a {"role", "content"} dict with a known role; a bad one is an error naming `where` and its index."""
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str) or "role" not in message:
+            raise ValueError(f"{where}: {field}[{i}] needs string fields 'role' and 'content', got {message!r:.100}")
+        if message["role"] not in ("system", "user", "assistant"):
+            raise ValueError(f"{where}: {field}[{i}] has unknown role {message['role']!r}")
+
+
 def row_to_messages(row, where: str = "row") -> list[dict]:
     """One SFT record as chat messages; raises ValueError naming `where` when the needed fields are missing."""
     if not isinstance(row, dict):
@@ -261,11 +270,7 @@ def row_to_messages(row, where: str = "row") -> list[dict]:
         messages = row["messages"]
         if not isinstance(messages, list) or not messages:
             raise ValueError(f"{where}: 'messages' must be a non-empty list")
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("content"), str) or "role" not in message:
-                raise ValueError(f"{where}: messages[{i}] needs string fields 'role' and 'content', got {message!r:.100}")
-            if message["role"] not in ("system", "user", "assistant"):
-                raise ValueError(f"{where}: messages[{i}] has unknown role {message['role']!r}")
+        check_messages(messages, where)
         if not any(m["role"] == "assistant" and m["content"] for m in messages):
             raise ValueError(f"{where}: 'messages' has no non-empty assistant turn, so nothing to train on")
         return [{"role": m["role"], "content": m["content"]} for m in messages]

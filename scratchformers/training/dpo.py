@@ -22,9 +22,8 @@ import torch.nn.functional as F
 from trl import DPOConfig, DPOTrainer
 
 from .. import lora
-from ..tokenization_scratch import load_tokenizer
 from .arguments import DPOArguments
-from .common import check_model_fits, load_pretrained, no_eval_without_data, start_run, train_and_save
+from .common import check_model_fits, load_chat_model, lora_for_trl, no_eval_without_data, start_run, train_and_save
 from .preferences import read_preference_file
 
 
@@ -99,14 +98,6 @@ class ScratchDPOTrainer(DPOTrainer):
         return (loss, None) if return_outputs else loss
 
 
-def lora_config(args: DPOArguments, model):
-    """PEFT's LoraConfig for `--lora peft`: every linear layer of the blocks (the family's targets, as `--lora hand`)."""
-    from peft import LoraConfig
-
-    return LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
-                      target_modules=lora.family_target_modules(model))
-
-
 def run_dpo(args: DPOArguments, training_args: DPOConfig, callbacks=None, verbose: bool = True) -> dict:
     """Align an SFT model with DPO on preference pairs (prompt / chosen / rejected), fully or with LoRA.
 
@@ -119,8 +110,6 @@ def run_dpo(args: DPOArguments, training_args: DPOConfig, callbacks=None, verbos
     if not args.train_file:
         raise ValueError("dpo needs --train_file (JSONL of prompt/chosen/rejected; `scratchformers build-preferences` "
                          "makes one from SFT data)")
-    if args.lora not in ("none", "peft", "hand"):
-        raise ValueError(f"--lora must be none, peft or hand, got {args.lora!r}")
     if args.implementation not in ("trl", "hand"):
         raise ValueError(f"--implementation must be trl or hand, got {args.implementation!r}")
     if args.implementation == "hand":  # dpo_loss is the plain sigmoid loss: refuse what it would silently ignore
@@ -134,11 +123,8 @@ def run_dpo(args: DPOArguments, training_args: DPOConfig, callbacks=None, verbos
                                  "--implementation trl")
     resume = start_run(training_args, args.overwrite)
 
-    tokenizer = load_tokenizer(args.model_name_or_path)
-    if not tokenizer.chat_template:
-        raise ValueError(f"{args.model_name_or_path}: the tokenizer has no chat template, and DPO renders each pair "
-                         "as a user turn and an assistant turn; give it an SFT model (`scratchformers sft`)")
-    model = load_pretrained(args.model_name_or_path)
+    model, tokenizer = load_chat_model(args.model_name_or_path,
+                                       "DPO renders each pair as a user turn and an assistant turn")
     context = model.config.max_position_embeddings
     if training_args.max_length is None:
         training_args.max_length = context
@@ -159,11 +145,10 @@ def run_dpo(args: DPOArguments, training_args: DPOConfig, callbacks=None, verbos
     eval_dataset = Dataset.from_list(eval_pairs) if eval_pairs else None
     no_eval_without_data(training_args, eval_dataset)
 
-    peft_config = lora_config(args, model) if args.lora == "peft" else None
-    if args.lora == "hand":
-        lora.add_lora(model, lora.LoraSettings(r=args.lora_r, lora_alpha=args.lora_alpha, task_type="CAUSAL_LM"))
-        if args.implementation == "trl":  # TRL knows PEFT adapters only: the zero adapter's model is the reference
-            training_args.precompute_ref_log_probs = True
+    peft_config = lora_for_trl(model, args.lora, args.lora_r, args.lora_alpha)
+    if args.lora == "hand" and args.implementation == "trl":
+        # TRL knows PEFT adapters only: the reference is the model while its new adapter is still zero
+        training_args.precompute_ref_log_probs = True
     if verbose and training_args.process_index == 0:
         print(f"[dpo] {len(train_dataset)} training pairs" + (f", {len(eval_dataset)} held out" if eval_dataset else "")
               + f"; loss: {args.implementation}, LoRA: {args.lora}, beta {training_args.beta}")

@@ -15,11 +15,9 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from .. import lora
-from ..generation import chat_stop_token_ids
-from ..tokenization_scratch import load_tokenizer
+from ..generation import answer_in_turns
 from .arguments import GRPOArguments
-from .common import load_pretrained, start_run, train_and_save, write_json
+from .common import load_chat_model, lora_for_trl, start_run, train_and_save, write_json
 from .preferences import final_answer
 
 NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
@@ -186,20 +184,13 @@ def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, ver
         raise ValueError(f"--task must be one of {sorted(TASKS)}, got {args.task!r}")
     if args.reward not in REWARDS:
         raise ValueError(f"--reward must be one of {sorted(REWARDS)}, got {args.reward!r}")
-    if args.lora not in ("none", "peft", "hand"):
-        raise ValueError(f"--lora must be none, peft or hand, got {args.lora!r}")
     if args.lora == "hand" and training_args.beta != 0.0:
         raise ValueError("--lora hand trains without a KL reference (--beta 0.0): TRL keeps a reference only as a "
                          "separate model or a disabled PEFT adapter; use --lora peft or none for --beta > 0")
     resume = start_run(training_args, args.overwrite)
 
-    tokenizer = load_tokenizer(args.model_name_or_path)
-    if not tokenizer.chat_template:
-        raise ValueError(f"{args.model_name_or_path}: the tokenizer has no chat template, and GRPO asks each prompt as "
-                         "a user turn; give it an SFT model (`scratchformers sft`)")
-    model = load_pretrained(args.model_name_or_path)
-    model.generation_config.eos_token_id = chat_stop_token_ids(tokenizer)  # an answer ends with its turn
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model, tokenizer = load_chat_model(args.model_name_or_path, "GRPO asks each prompt as a user turn")
+    answer_in_turns(model, tokenizer)
 
     if args.task:
         rows = TASKS[args.task](args.num_prompts + args.num_eval_prompts, seed=training_args.seed)
@@ -216,14 +207,7 @@ def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, ver
 
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}], "answer": r["answer"]}
                                  for r in train_rows])
-    peft_config = None
-    if args.lora == "peft":
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
-                                 target_modules=lora.family_target_modules(model))
-    elif args.lora == "hand":
-        lora.add_lora(model, lora.LoraSettings(r=args.lora_r, lora_alpha=args.lora_alpha, task_type="CAUSAL_LM"))
+    peft_config = lora_for_trl(model, args.lora, args.lora_r, args.lora_alpha)
     if verbose and training_args.process_index == 0:
         print(f"[grpo] {len(train_rows)} prompts, {training_args.num_generations} answers each; reward "
               f"{args.reward}; LoRA: {args.lora}" + (f"; held-out mean reward before: greedy {before['greedy']:.3f}"

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ..corpus import line_of_record, load_records
-from .data import row_to_messages
+from .data import check_messages, row_to_messages
 
 # GSM8K's answers end with "#### 42": the final number the exact-answer check compares
 FINAL_ANSWER = re.compile(r"####\s*(-?[\d,]*\.?\d+)\s*$")
@@ -27,9 +27,7 @@ def _turns(value, role: str, field: str, where: str) -> list[dict]:
         return [{"role": role, "content": value}]
     if not isinstance(value, list) or not value:
         raise ValueError(f"{where}: '{field}' must be a string or a non-empty list of messages, got {value!r:.80}")
-    for i, message in enumerate(value):
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str) or "role" not in message:
-            raise ValueError(f"{where}: {field}[{i}] needs string fields 'role' and 'content', got {message!r:.80}")
+    check_messages(value, where, field)
     if role == "assistant":
         if len(value) != 1 or value[0]["role"] != "assistant":
             raise ValueError(f"{where}: '{field}' must be one assistant message, got roles {[m['role'] for m in value]}")

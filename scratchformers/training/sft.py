@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import TrainingArguments
 
-from ..generation import chat_stop_token_ids, generate_texts
+from ..generation import answer_in_turns, generate_texts
 from ..tokenization_scratch import load_tokenizer
 from .arguments import SFTArguments
 from .common import (
@@ -44,9 +44,7 @@ def run_sft(args: SFTArguments, training_args: TrainingArguments, callbacks=None
     if args.max_length is None:
         args.max_length = model.config.max_position_embeddings  # the longest sample the model can read
     check_model_fits(model.config, tokenizer, args.max_length)
-    # the tuned model answers in the chat template: generate() stops at the end of its turn, not only at EOS
-    model.generation_config.eos_token_id = chat_stop_token_ids(tokenizer)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    answer_in_turns(model, tokenizer)  # the tuned model answers in the chat template
 
     train_conversations = read_sft_jsonl(args.train_file)
     if args.validation_file:
