@@ -35,11 +35,11 @@ SIZES = {
     "default": dict(vocab=2048, model="num_hidden_layers=4,hidden_size=192,num_attention_heads=4,num_key_value_heads=2,"
                     "intermediate_size=512,max_position_embeddings=384", pretrain_budget="6m", sft_steps=600,
                     n_train_pairs=2000, n_heldout_pairs=200, n_questions=200, dpo_steps=250, dpo_lr=5e-5, beta=0.1,
-                    grpo_budget="15m", grpo_lr=3e-4, grpo_batch=64, grpo_every=100, max_new=200),
+                    grpo_budget="15m", grpo_lr=3e-4, grpo_reward="exact", grpo_batch=64, grpo_every=100, max_new=200),
     "quick": dict(vocab=600, model="num_hidden_layers=2,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,"
                   "intermediate_size=128,max_position_embeddings=384", pretrain_budget="15s", sft_steps=10,
                   n_train_pairs=64, n_heldout_pairs=16, n_questions=8, dpo_steps=6, dpo_lr=5e-4, beta=0.1,
-                  grpo_budget="20s", grpo_lr=1e-3, grpo_batch=16, grpo_every=3, max_new=24),
+                  grpo_budget="20s", grpo_lr=1e-3, grpo_reward="exact", grpo_batch=16, grpo_every=3, max_new=24),
 }
 
 
@@ -149,12 +149,33 @@ def train_sft_model(size: dict, train_rows: list[dict], work: Path, context: int
     return text, time.time() - started
 
 
-def run_dpo_part(size: dict, data_dir: Path, work: Path, threads: int, implementations=("trl", "hand")) -> dict:
+def preference_pairs(rows: list[dict], rejected: str, seed: int, n: int, model, tokenizer, context: int,
+                     max_new: int) -> tuple[list[dict], int]:
+    """`n` pairs from a random sample of `rows` (the rows shuffled with `seed`) that fit the context; with
+    `rejected="sampled"` the SFT model's own answer (sampled at T=1) is the rejected one where it is wrong. Returns
+    the pairs and how many rejected answers are the model's."""
+    from scratchformers.generation import chat_answers
+    from scratchformers.training.preferences import build_preference_pairs, prompt_and_answer
+
+    rows = list(rows)
+    random.Random(seed).shuffle(rows)
+    rows = rows[:n + n // 4 + 8]  # some pairs do not fit the context
+    answers = None
+    if rejected == "sampled":
+        answers = chat_answers(model, tokenizer, [prompt_and_answer(r, "row")[0] for r in rows], max_new, samples=1,
+                               seed=seed)
+    pairs = build_preference_pairs(rows, rejected, seed=seed, model_answers=answers)
+    own = [answers is not None and p["rejected"] == a for p, a in zip(pairs, answers or [None] * len(pairs))]
+    kept = [i for i, p in enumerate(pairs) if fits(tokenizer, p, context)][:n]
+    return [pairs[i] for i in kept], sum(own[i] for i in kept)
+
+
+def run_dpo_part(size: dict, data_dir: Path, work: Path, threads: int, implementations=("trl", "hand"),
+                 rejected: str = "sampled") -> dict:
     from trl import DPOConfig
 
     from scratchformers.training.arguments import DPOArguments
     from scratchformers.training.dpo import run_dpo
-    from scratchformers.training.preferences import build_preference_pairs
 
     torch.set_num_threads(threads)
     train_rows = read_jsonl(data_dir / "sft_en_gsm8k_train.jsonl")
@@ -163,17 +184,19 @@ def run_dpo_part(size: dict, data_dir: Path, work: Path, threads: int, implement
     _, pretrain_sft_seconds = train_sft_model(size, train_rows, work, context)
     common = dict(report_to="none", use_cpu=True, disable_tqdm=True, save_strategy="no", seed=0)
     sft_model, tokenizer = load_chat_model(work / "sft")
-    rng = random.Random(0)
-    train_pairs = [p for p in build_preference_pairs(train_rows, "number", seed=1) if fits(tokenizer, p, context)]
-    heldout_pairs = [p for p in build_preference_pairs(test_rows, "number", seed=2) if fits(tokenizer, p, context)]
-    rng.shuffle(train_pairs)
-    train_pairs, heldout_pairs = train_pairs[:size["n_train_pairs"]], heldout_pairs[:size["n_heldout_pairs"]]
+    started = time.time()
+    train_pairs, train_own = preference_pairs(train_rows, rejected, 1, size["n_train_pairs"], sft_model, tokenizer,
+                                              context, size["max_new"])
+    heldout_pairs, heldout_own = preference_pairs(test_rows, rejected, 2, size["n_heldout_pairs"], sft_model,
+                                                  tokenizer, context, size["max_new"])
     write_jsonl(work / "pairs_train.jsonl", train_pairs)
     write_jsonl(work / "pairs_heldout.jsonl", heldout_pairs)
     questions = test_rows[:size["n_questions"]]
     result = {"pretrain_sft_seconds": pretrain_sft_seconds, "n_train_pairs": len(train_pairs),
-              "n_heldout_pairs": len(heldout_pairs), "n_questions": len(questions), "context": context}
-    log(f"DPO: {len(train_pairs)} training pairs, {len(heldout_pairs)} held out; scoring the SFT model")
+              "n_heldout_pairs": len(heldout_pairs), "n_questions": len(questions), "context": context,
+              "rejected": rejected, "own_rejected": [train_own, heldout_own], "pairs_seconds": time.time() - started}
+    log(f"DPO: {len(train_pairs)} training pairs, {len(heldout_pairs)} held out ({rejected}: {train_own} and "
+        f"{heldout_own} rejected answers the model's own, {result['pairs_seconds']:.0f} s); scoring the SFT model")
     result["sft"] = {"logprob_preference": logprob_preference(sft_model, tokenizer, heldout_pairs),
                      "exact_answer": exact_answers(sft_model, tokenizer, questions, size["max_new"])}
     log("DPO: SFT model", result["sft"])
@@ -221,7 +244,7 @@ def run_grpo_part(size: dict, work: Path, threads: int, quick: bool) -> dict:
         run_demo(DemoArguments(output_dir=str(work / "demo"), overwrite=True, quick=quick, preset="llama2-tiny"))
     budget = parse_duration(size["grpo_budget"])
     args = GRPOArguments(model_name_or_path=str(work / "demo" / "sft"), task="counting",
-                         eval_every_steps=size["grpo_every"], overwrite=True)
+                         eval_every_steps=size["grpo_every"], reward=size["grpo_reward"], overwrite=True)
     config = GRPOConfig(output_dir=str(work / "grpo"), max_steps=10**6, per_device_train_batch_size=size["grpo_batch"],
                         num_generations=8, max_completion_length=40, learning_rate=size["grpo_lr"],
                         lr_scheduler_type="constant", logging_steps=5, report_to="none", use_cpu=True,
@@ -346,6 +369,10 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
     parser.add_argument("--dpo-lr", type=float, help="DPO learning rate (overrides the size)")
     parser.add_argument("--dpo-steps", type=int, help="DPO steps (overrides the size)")
+    parser.add_argument("--rejected", default="sampled", choices=["sampled", "number"],
+                        help="DPO pairs' rejected answer: the SFT model's own wrong answer, or the reference with a "
+                             "wrong final number")
+    parser.add_argument("--grpo-reward", help="GRPO's training rewards, e.g. exact,similarity (overrides the size)")
     parser.add_argument("--implementations", nargs="+", default=["trl", "hand"], choices=["trl", "hand"],
                         help="the DPO losses to train with (both for the side-by-side table)")
     parser.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
@@ -374,7 +401,8 @@ def main(argv=None):
     import trl
 
     size = dict(SIZES["quick" if args.quick else "default"])
-    size.update({k: v for k, v in (("dpo_lr", args.dpo_lr), ("dpo_steps", args.dpo_steps)) if v is not None})
+    size.update({k: v for k, v in (("dpo_lr", args.dpo_lr), ("dpo_steps", args.dpo_steps),
+                                              ("grpo_reward", args.grpo_reward)) if v is not None})
     started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -383,7 +411,8 @@ def main(argv=None):
         work.mkdir(parents=True, exist_ok=True)
         result = {"settings": {**size, "quick": args.quick, "threads": args.threads}}
         if "dpo" in args.parts:
-            result["dpo"] = run_dpo_part(size, Path(args.data_dir), work, args.threads, args.implementations)
+            result["dpo"] = run_dpo_part(size, Path(args.data_dir), work, args.threads, args.implementations,
+                                         args.rejected)
         if "grpo" in args.parts:
             result["grpo"] = run_grpo_part(size, work, args.threads, args.quick)
     result.update(generated=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

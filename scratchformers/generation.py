@@ -81,3 +81,39 @@ def generate_texts(model, tokenizer, prompt: str, max_new_tokens: int = 100, cha
     )  # (num_return_sequences, T + new)
     model.train(was_training)
     return [tokenizer.decode(sequence[input_ids.shape[1]:], skip_special_tokens=True) for sequence in out]
+
+
+def chat_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, samples: int = 0, temperature: float = 1.0,
+                 batch_size: int = 32, seed: int = 0) -> list[str]:
+    """Chat answers to `prompts`, a batch at a time (prompts padded on the left, as `generate` wants): the greedy one
+    each (`samples=0`), or `samples` sampled at `temperature` each (prompt by prompt in the returned list)."""
+    was_training = model.training
+    model.eval()
+    answers = []
+    sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=samples)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)  # the same draws before and after training, and the caller's generator left as it was
+    for start in range(0, len(prompts), batch_size):
+        rows = [prompt_ids(tokenizer, p, True)[0] for p in prompts[start:start + batch_size]]  # each (T_i,)
+        width = max(len(r) for r in rows)
+        room = model.config.max_position_embeddings - width  # an answer stops where the context ends
+        if room <= 0:
+            raise ValueError(f"a prompt of {width} tokens leaves no room in the model's context "
+                             f"({model.config.max_position_embeddings}): {prompts[start:start + batch_size][0]!r:.80}")
+        input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)  # (B, T)
+        attention_mask = torch.zeros_like(input_ids)  # (B, T)
+        for i, r in enumerate(rows):
+            input_ids[i, width - len(r):] = r
+            attention_mask[i, width - len(r):] = 1
+        out = model.generate(input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
+                             max_new_tokens=min(max_new_tokens, room),
+                             **(sampling if samples else {"do_sample": False}))
+        answers += [a.strip() for a in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]  # (B*k,)
+    torch.random.set_rng_state(generator_state)
+    model.train(was_training)
+    return answers
+
+
+def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
+    """The greedy chat answer to each prompt."""
+    return chat_answers(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size)

@@ -260,3 +260,36 @@ def test_build_preferences_corrupts_the_final_number_or_borrows_another_answer(t
     write_jsonl(sft, [gsm, {"instruction": "x"}])
     refused(["build-preferences", "--input_file", str(sft), "--output_file", str(out), "--overwrite", "true"], capsys,
             r"sft.jsonl:2: .*missing \['output'\]")
+
+
+def test_build_preferences_rejects_the_sft_models_own_wrong_answers(model_dir, tmp_path, capsys):
+    gsm = {"instruction": "Tom has 3 bags of 4 apples. How many apples?", "input": "",
+           "output": "He has 3*4=<<3*4=12>>12 apples.\n#### 12"}
+    colour = {"instruction": "Name a colour.", "input": "", "output": "Red."}
+    answers = ["3 + 4 = 7\n#### 7", "Red."]  # a wrong sum is used; repeating the reference is not
+    pairs = build_preference_pairs([gsm, colour, {**colour, "output": "Blue."}], "sampled", seed=0,
+                                   model_answers=answers + ["  "])
+    assert pairs[0]["rejected"] == answers[0]
+    outputs = {gsm["output"], "Red.", "Blue."}
+    for pair in pairs[1:]:  # fell back to another row's answer
+        assert pair["rejected"] in outputs - {pair["chosen"]}
+    right_in_other_words = build_preference_pairs([gsm], "sampled", model_answers=["12 apples.\n#### 12"])[0]
+    assert final_answer(right_in_other_words["rejected"]) not in (None, "12")  # fell back to a corrupted number
+    with pytest.raises(ValueError, match="1 model answers for 2 rows"):
+        build_preference_pairs([gsm, colour], "sampled", model_answers=["x"])
+
+    sft = write_jsonl(tmp_path / "sft.jsonl", [gsm, colour, {"instruction": "Count from 1 to 4.", "output": "1, 2, 3, 4."}])
+    out = tmp_path / "pairs.jsonl"
+    argv = ["build-preferences", "--input_file", str(sft), "--output_file", str(out), "--rejected", "sampled",
+            "--model_name_or_path", str(model_dir), "--max_new_tokens", "12"]
+    refused(argv[:7], capsys, "--rejected sampled needs --model_name_or_path")
+    refused(argv + ["--temperature", "0"], capsys, "--temperature > 0, got 12 and 0")
+    assert main(argv) == 0
+    assert re.search(r"3 pairs written .*\(3 rejected answers are the model's own", capsys.readouterr().out)
+    pairs = read_preference_file(out)
+    first = out.read_text()
+    # the random model's answers: rendered in the chat template, so DPO scores exactly what the model said
+    assert [p["chosen"][0]["content"] for p in pairs] == [gsm["output"], "Red.", "1, 2, 3, 4."]
+    assert all(p["rejected"][0]["content"] != p["chosen"][0]["content"] for p in pairs)
+    assert main(argv + ["--overwrite", "true"]) == 0 and out.read_text() == first  # seeded: the same samples
+    assert main(argv + ["--overwrite", "true", "--seed", "1"]) == 0 and out.read_text() != first

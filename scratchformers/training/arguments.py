@@ -205,8 +205,9 @@ class GRPOArguments:
     reward: str = field(
         default="exact",
         metadata={"help": "'exact': 1 when the answer is exactly the expected text; 'final_number': 1 when its final "
-                          "number (GSM8K's #### N, else the last number) is; 'similarity': difflib's 0..1 ratio.",
-                  "choices": ["exact", "final_number", "similarity"]},
+                          "number (GSM8K's #### N, else the last number) is; 'similarity': difflib's 0..1 ratio. "
+                          "Several, comma-separated (exact,similarity), are added up for training (weights: "
+                          "--reward_weights); the held-out score is the first."},
     )
     lora: str = field(default="none", metadata={"help": "'none', 'peft' or 'hand' (as for dpo).",
                                                  "choices": ["none", "peft", "hand"]})
@@ -224,11 +225,17 @@ class PreferenceBuildArguments:
     rejected: str = field(
         default="auto",
         metadata={"help": "'number': the output with a wrong final '#### N' (GSM8K); 'other': another row's output; "
-                          "'auto': number where the output has one, else other.",
-                  "choices": ["auto", "number", "other"]},
+                          "'sampled': the SFT model's own answer where it is wrong (--model_name_or_path), else "
+                          "auto; 'auto': number where the output has one, else other.",
+                  "choices": ["auto", "number", "other", "sampled"]},
     )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "SFT model folder whose sampled answers are rejected (--rejected sampled)."}
+    )
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest sampled answer, in tokens (sampled)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the model's answers."})
     limit: int | None = field(default=None, metadata={"help": "Use the first N rows only."})
-    seed: int = field(default=0, metadata={"help": "Seed of the wrong numbers and of the other rows drawn."})
+    seed: int = field(default=0, metadata={"help": "Seed of the wrong numbers, the other rows drawn and the samples."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_file."})
 
 

@@ -15,7 +15,7 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from ..generation import answer_in_turns
+from ..generation import answer_in_turns, chat_answers, greedy_answers  # noqa: F401 (greedy_answers: API)
 from .arguments import GRPOArguments
 from .common import load_chat_model, lora_for_trl, start_run, train_and_save, write_json
 from .preferences import final_answer
@@ -96,44 +96,6 @@ def read_prompt_file(path) -> list[dict]:
 
 
 @torch.no_grad()
-def chat_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, samples: int = 0, temperature: float = 1.0,
-                 batch_size: int = 32, seed: int = 0) -> list[str]:
-    """Chat answers to `prompts`, a batch at a time (prompts padded on the left, as `generate` wants): the greedy one
-    each (`samples=0`), or `samples` sampled at `temperature` each (prompt by prompt in the returned list)."""
-    from ..generation import prompt_ids
-
-    was_training = model.training
-    model.eval()
-    answers = []
-    sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=samples)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)  # the same draws before and after training, and the caller's generator left as it was
-    for start in range(0, len(prompts), batch_size):
-        rows = [prompt_ids(tokenizer, p, True)[0] for p in prompts[start:start + batch_size]]  # each (T_i,)
-        width = max(len(r) for r in rows)
-        room = model.config.max_position_embeddings - width  # an answer stops where the context ends
-        if room <= 0:
-            raise ValueError(f"a prompt of {width} tokens leaves no room in the model's context "
-                             f"({model.config.max_position_embeddings}): {prompts[start:start + batch_size][0]!r:.80}")
-        input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)  # (B, T)
-        attention_mask = torch.zeros_like(input_ids)  # (B, T)
-        for i, r in enumerate(rows):
-            input_ids[i, width - len(r):] = r
-            attention_mask[i, width - len(r):] = 1
-        out = model.generate(input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
-                             max_new_tokens=min(max_new_tokens, room),
-                             **(sampling if samples else {"do_sample": False}))
-        answers += [a.strip() for a in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]  # (B*k,)
-    torch.random.set_rng_state(generator_state)
-    model.train(was_training)
-    return answers
-
-
-def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
-    """The greedy chat answer to each prompt."""
-    return chat_answers(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size)
-
-
 def heldout_rewards(model, tokenizer, rows: list[dict], reward, max_new_tokens: int, samples: int = 8,
                     temperature: float = 1.0) -> dict:
     """Mean reward on `rows` of the greedy answers and of `samples` answers sampled per prompt at `temperature` (what
@@ -168,7 +130,8 @@ class HeldOutReward(TrainerCallback):
 
 
 def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, verbose: bool = True) -> dict:
-    """Improve an SFT model with GRPO on prompts whose answers a checker verifies (`--reward exact|final_number`).
+    """Improve an SFT model with GRPO on prompts whose answers a checker verifies (`--reward exact|final_number`,
+    optionally plus a dense partial-credit reward: `exact,similarity`).
 
     Reports the mean reward on held-out prompts before and after training, of the greedy answers and of
     `eval_samples` answers sampled per prompt; saves the model (or the PEFT adapter, or the merged model and
@@ -182,8 +145,14 @@ def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, ver
                          f"({', '.join(TASKS)})")
     if args.task and args.task not in TASKS:
         raise ValueError(f"--task must be one of {sorted(TASKS)}, got {args.task!r}")
-    if args.reward not in REWARDS:
-        raise ValueError(f"--reward must be one of {sorted(REWARDS)}, got {args.reward!r}")
+    reward_names = [name.strip() for name in args.reward.split(",")]
+    unknown = [name for name in reward_names if name not in REWARDS]
+    if unknown or len(set(reward_names)) != len(reward_names):
+        raise ValueError(f"--reward must name rewards among {sorted(REWARDS)}, comma-separated, each once; got "
+                         f"{args.reward!r}")
+    if training_args.reward_weights is not None and len(training_args.reward_weights) != len(reward_names):
+        raise ValueError(f"--reward_weights {training_args.reward_weights} has {len(training_args.reward_weights)} "
+                         f"weights for {len(reward_names)} rewards ({args.reward})")
     if args.lora == "hand" and training_args.beta != 0.0:
         raise ValueError("--lora hand trains without a KL reference (--beta 0.0): TRL keeps a reference only as a "
                          "separate model or a disabled PEFT adapter; use --lora peft or none for --beta > 0")
@@ -198,7 +167,7 @@ def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, ver
     else:
         train_rows = read_prompt_file(args.train_file)
         eval_rows = read_prompt_file(args.validation_file) if args.validation_file else []
-    reward = REWARDS[args.reward]
+    reward = REWARDS[reward_names[0]]  # the held-out score
     max_new = training_args.max_completion_length
     samples, temperature = args.eval_samples, training_args.temperature
     before = heldout_rewards(model, tokenizer, eval_rows, reward, max_new, samples, temperature) if eval_rows else None
@@ -216,7 +185,7 @@ def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, ver
     callbacks = list(callbacks or [])
     if eval_rows and args.eval_every_steps > 0:
         callbacks.append(HeldOutReward(tokenizer, eval_rows, reward, max_new, args.eval_every_steps, samples, temperature))
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=training_args, train_dataset=dataset,
+    trainer = GRPOTrainer(model=model, reward_funcs=[REWARDS[name] for name in reward_names], args=training_args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
 
     def evaluate(trainer):

@@ -93,28 +93,49 @@ def corrupt_final_number(answer: str, rng: random.Random) -> str | None:
     return FINAL_ANSWER.sub(f"#### {text}", answer.strip())
 
 
-def build_preference_pairs(rows: list[dict], rejected: str = "auto", seed: int = 0, where=None) -> list[dict]:
+def prompt_and_answer(row, where: str) -> tuple[str, str]:
+    """An SFT row's prompt (its turns before the answer, joined) and its reference answer; errors name `where`."""
+    messages = row_to_messages(row, where)
+    return "\n".join(m["content"] for m in messages if m["role"] != "assistant"), messages[-1]["content"].strip()
+
+
+def is_wrong_answer(answer: str, reference: str) -> bool:
+    """Whether a model's answer can serve as the rejected one: not empty, not the reference text, and, when the
+    reference ends with GSM8K's `#### N`, not ending with the same N (a right answer in other words is not wrong)."""
+    answer = answer.strip()
+    if not answer or answer == reference.strip():
+        return False
+    expected = final_answer(reference)
+    return expected is None or final_answer(answer) != expected
+
+
+def build_preference_pairs(rows: list[dict], rejected: str = "auto", seed: int = 0, where=None,
+                           model_answers: list[str] | None = None) -> list[dict]:
     """Preference pairs from SFT rows (`instruction`/`input`/`output`): chosen = the reference output; rejected =
     the output with a wrong final number (`"number"`, for GSM8K-style `#### N` answers), another row's output
-    (`"other"`: an answer to a different question) or, with `"auto"`, the first that applies. `where(i)` names row i
-    in errors (default "row i+1"). Returns rows of plain strings: {"prompt", "chosen", "rejected"}.
+    (`"other"`: an answer to a different question), the model's own answer (`"sampled"`: `model_answers[i]` for row
+    i, used where `is_wrong_answer`, else the `"auto"` choice) or, with `"auto"`, the first of number and other that
+    applies. `where(i)` names row i in errors (default "row i+1"). Returns rows of plain strings:
+    {"prompt", "chosen", "rejected"}.
 
-    由 SFT 数据构造偏好对：chosen 为参考答案；rejected 为最终数字被改错的答案，或另一道题的答案。
+    由 SFT 数据构造偏好对：chosen 为参考答案；rejected 为最终数字被改错的答案、另一道题的答案，或 SFT 模型自己采样的错误回答。
     """
-    if rejected not in ("auto", "number", "other"):
-        raise ValueError(f"rejected must be auto, number or other, got {rejected!r}")
+    if rejected not in ("auto", "number", "other", "sampled"):
+        raise ValueError(f"rejected must be auto, number, other or sampled, got {rejected!r}")
+    if (rejected == "sampled") != (model_answers is not None):
+        raise ValueError("rejected='sampled' takes the model's answers (model_answers), and only it does")
+    if model_answers is not None and len(model_answers) != len(rows):
+        raise ValueError(f"{len(model_answers)} model answers for {len(rows)} rows; give one answer per row")
     where = where or (lambda i: f"row {i + 1}")
     rng = random.Random(seed)
     outputs = {str(row.get("output") or "").strip() for row in rows if isinstance(row, dict)} - {""}
     pairs = []
     for index, row in enumerate(rows):
-        try:
-            messages = row_to_messages(row)
-        except ValueError as error:
-            raise ValueError(str(error).replace("row:", f"{where(index)}:", 1)) from None
-        prompt = "\n".join(m["content"] for m in messages if m["role"] != "assistant")
-        chosen = messages[-1]["content"].strip()
-        bad = corrupt_final_number(chosen, rng) if rejected in ("auto", "number") else None
+        prompt, chosen = prompt_and_answer(row, where(index))
+        if model_answers is not None and is_wrong_answer(model_answers[index], chosen):
+            pairs.append({"prompt": prompt, "chosen": chosen, "rejected": model_answers[index].strip()})
+            continue
+        bad = corrupt_final_number(chosen, rng) if rejected != "other" else None
         if bad is None and rejected == "number":
             raise ValueError(f"{where(index)}: the output has no final '#### N' number to corrupt; use --rejected "
                              "other (or auto)")
@@ -127,13 +148,31 @@ def build_preference_pairs(rows: list[dict], rejected: str = "auto", seed: int =
     return pairs
 
 
+def sample_model_answers(model_name_or_path: str, prompts: list[str], max_new_tokens: int = 256,
+                         temperature: float = 1.0, seed: int = 0, batch_size: int = 32) -> list[str]:
+    """One sampled chat answer per prompt from an SFT model folder (the `--rejected sampled` answers)."""
+    from ..generation import answer_in_turns, chat_answers
+    from .common import load_chat_model
+
+    model, tokenizer = load_chat_model(model_name_or_path, "its answers are sampled in the chat format")
+    answer_in_turns(model, tokenizer)
+    return chat_answers(model, tokenizer, prompts, max_new_tokens, samples=1, temperature=temperature,
+                        batch_size=batch_size, seed=seed)
+
+
 def write_preference_pairs(input_file: str, output_file: str, rejected: str = "auto", seed: int = 0,
-                           limit: int | None = None, overwrite: bool = False) -> int:
-    """`scratchformers build-preferences`: read SFT rows, build pairs, write them as JSONL; returns the count.
-    An existing output file is kept unless `overwrite`."""
+                           limit: int | None = None, overwrite: bool = False, model_name_or_path: str | None = None,
+                           max_new_tokens: int = 256, temperature: float = 1.0) -> tuple[int, int]:
+    """`scratchformers build-preferences`: read SFT rows, build pairs, write them as JSONL; returns (pairs written,
+    pairs whose rejected answer is the model's own). An existing output file is kept unless `overwrite`;
+    `--rejected sampled` samples `model_name_or_path`'s answer to every prompt first."""
     output = Path(output_file)
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it, or choose another --output_file")
+    if (rejected == "sampled") != bool(model_name_or_path):
+        raise ValueError("--rejected sampled needs --model_name_or_path (the SFT model whose wrong answers are "
+                         "rejected), and the other choices take no model" + (f"; got {model_name_or_path!r}"
+                                                                              if model_name_or_path else ""))
     rows, places = [], []
     for file, records in load_records(input_file):
         for index, row in enumerate(records):
@@ -142,9 +181,15 @@ def write_preference_pairs(input_file: str, output_file: str, rejected: str = "a
                 places.append((file, index))
     if not rows:
         raise ValueError(f"{input_file} holds no rows")
-    pairs = build_preference_pairs(rows, rejected, seed, where=lambda i: line_of_record(*places[i]))
+    where = lambda i: line_of_record(*places[i])  # noqa: E731
+    answers = None
+    if rejected == "sampled":
+        prompts = [prompt_and_answer(row, where(index))[0] for index, row in enumerate(rows)]
+        answers = sample_model_answers(model_name_or_path, prompts, max_new_tokens, temperature, seed)
+    pairs = build_preference_pairs(rows, rejected, seed, where=where, model_answers=answers)
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as f:
         for pair in pairs:
             f.write(json.dumps(pair, ensure_ascii=False) + "\n")
-    return len(pairs)
+    own = sum(pair["rejected"] == (a or "").strip() for pair, a in zip(pairs, answers)) if answers else 0
+    return len(pairs), own
