@@ -11,7 +11,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["scratchformers", "scratchformers.*", "hub_scripts", "hub_scripts.*"]),
-    package_data={"hub_scripts": ["templates/*.j2"]},
+    package_data={"hub_scripts": ["templates/*.j2"], "scratchformers": ["cli_help.json"]},
+    # the console command's entry: prints help texts without importing torch (scratchformers_cli.py)
+    py_modules=["scratchformers_cli"],
     install_requires=[
         "torch>=2.4",
         "transformers>=5.24,<6",
@@ -39,5 +41,5 @@ setup(
                 "onnxscript>=0.5", "gguf>=0.17", "torchao>=0.13", "pytest-markdown-docs>=0.9", "mkdocs>=1.6",
                 "mkdocs-material>=9.5", "fastapi>=0.110", "uvicorn>=0.30", "openai>=1.40", "trl>=1.16,<1.17"],
     },
-    entry_points={"console_scripts": ["scratchformers=scratchformers.cli:main"]},
+    entry_points={"console_scripts": ["scratchformers=scratchformers_cli:main"]},
 )

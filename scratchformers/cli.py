@@ -126,12 +126,26 @@ def _resolve(cls):
             from None
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """HfArgumentParser's formatter, except that a flag whose default depends on the machine says so in its help
+    instead of printing this machine's value (so help texts can be stored, see `write_help_cache`)."""
+
+    def _get_help_string(self, action):
+        return action.help if getattr(action, "machine_default", False) else super()._get_help_string(action)
+
+
+# The defaults set from the machine (see build_parser), as their help says them.
+MACHINE_DEFAULTS = {"use_cpu": "default: True on a machine without a GPU",
+                    "bf16": "default: False on a CPU (TRL's True slows its steps down there), True with a GPU"}
+
+
 def build_parser(command: str, show_all: bool = True) -> HfArgumentParser:
     """The parser of one job: its dataclasses' fields as flags, plus `--config`. With `show_all=False`, the help
     lists the job's own flags and the common training flags only (`--help-all` lists every one)."""
     description, dataclass_types, defaults = COMMANDS[command]
     dataclass_types = tuple(_resolve(cls) for cls in dataclass_types)
-    parser = HfArgumentParser(dataclass_types, prog=f"scratchformers {command}", description=description)
+    parser = HfArgumentParser(dataclass_types, prog=f"scratchformers {command}", description=description,
+                              formatter_class=_HelpFormatter)
     parser.add_argument("--config", default=None, help="YAML or JSON file of flags (command-line flags override it).")
     parser.add_argument("--help-all", action="help", help="Show every flag, all of TrainingArguments' included.")
     own = {f for cls in dataclass_types if not issubclass(cls, TrainingArguments) for f in cls.__dataclass_fields__}
@@ -154,11 +168,17 @@ def build_parser(command: str, show_all: bool = True) -> HfArgumentParser:
         cpu = not torch.cuda.is_available()
         # On a machine without a GPU, use_cpu=True also makes torchrun/accelerate workers join one gloo DDP job.
         defaults = {**defaults, "use_cpu": cpu}
+        machine = {"use_cpu"}
         if "bf16" in defaults and defaults["bf16"] is None:
             # TRL's configs switch bf16 autocast on wherever it is supported, CPUs included: on a CPU without bf16
             # matrix units that made a DPO step 9x slower than fp32 (benchmarks/README.md). Off on a CPU; --bf16 true
             defaults["bf16"] = not cpu
+            machine.add("bf16")
         parser.set_defaults(**defaults)
+        for action in parser._actions:
+            if action.dest in machine and action.help is not argparse.SUPPRESS:
+                action.help = f"{action.help or ''} ({MACHINE_DEFAULTS[action.dest]})".strip()
+                action.machine_default = True
     return parser
 
 
@@ -250,9 +270,14 @@ def _build_preferences(args: PreferenceBuildArguments) -> None:
 
     if not args.input_file or not args.output_file:
         raise ValueError("build-preferences needs --input_file (SFT rows) and --output_file (the pairs' JSONL)")
-    count = write_preference_pairs(args.input_file, args.output_file, args.rejected, args.seed, args.limit,
-                                   args.overwrite)
-    print(f"[build-preferences] {count} pairs written to {args.output_file}")
+    if args.max_new_tokens < 1 or args.temperature <= 0:
+        raise ValueError(f"--max_new_tokens must be >= 1 and --temperature > 0, got {args.max_new_tokens} and "
+                         f"{args.temperature}")
+    count, own = write_preference_pairs(args.input_file, args.output_file, args.rejected, args.seed, args.limit,
+                                        args.overwrite, args.model_name_or_path, args.max_new_tokens, args.temperature)
+    sampled = f" ({own} rejected answers are the model's own, {count - own} made by --rejected auto)" \
+        if args.rejected == "sampled" else ""
+    print(f"[build-preferences] {count} pairs written to {args.output_file}{sampled}")
 
 
 def _generate(args: GenerateArguments) -> None:
@@ -452,8 +477,11 @@ def register_serve_command(subparsers) -> None:
 
 def build_main_parser() -> argparse.ArgumentParser:
     """The top-level parser: lists the jobs; each job parses its own flags (see `build_parser`)."""
-    parser = argparse.ArgumentParser(prog="scratchformers", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="scratchformers", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train, align, run and share GPT / LLaMA2 / BERT models written from scratch (从零实现的语言模型).",
+        epilog="`scratchformers COMMAND --help` lists a command's flags; jobs also read them from --config FILE.yaml.\n"
+               "Start with `scratchformers demo` (a few CPU minutes, no download).")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (description, _, _) in COMMANDS.items():
         subparsers.add_parser(name, help=description, add_help=False)
@@ -469,9 +497,60 @@ def build_main_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def help_texts() -> dict[str, str]:
+    """Every help text `scratchformers ... --help` prints: "" (the command list), each job's short help, and each
+    subcommand of the other commands ("export onnx"), formatted 100 columns wide."""
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"
+    try:
+        main_parser = build_main_parser()
+        texts = {"": main_parser.format_help()}
+        for command in COMMANDS:
+            try:
+                texts[command] = build_parser(command, show_all=False).format_help()
+            except ModuleNotFoundError:  # a job whose extra is not installed (trl): its --help says so each time
+                pass
+        pending = [("", main_parser)]
+        while pending:
+            prefix, parser = pending.pop()
+            for action in parser._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    for name, sub in action.choices.items():
+                        path = f"{prefix} {name}".strip()
+                        if path not in COMMANDS:
+                            texts[path] = sub.format_help()
+                            pending.append((path, sub))
+    finally:
+        if previous is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = previous
+    return texts
+
+
+def write_help_cache(path, key: str | None = None) -> Path:
+    """Store `help_texts()` under `key` (default: this installation's) for the `scratchformers` launcher
+    (`scratchformers_cli`), which prints them without importing torch."""
+    from scratchformers_cli import help_key, help_versions
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    stored = {"key": key or help_key(), "made_with": help_versions(), "texts": help_texts()}
+    temporary.write_text(json.dumps(stored, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+    temporary.replace(path)  # two processes writing at once leave one whole file
+    return path
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--write-help-cache"]:  # after changing the command line: the help texts shipped with the package
+        print(f"wrote {write_help_cache(Path(__file__).with_name('cli_help.json'))}")
+        return 0
     parser = build_main_parser()
+    if not argv:
+        print(parser.format_help(), end="")
+        return 0
     if not argv or argv[0] not in COMMANDS:
         args = parser.parse_args(argv)
         return args.func(args) or 0

@@ -77,6 +77,71 @@ def test_help_is_short_marks_required_flags_and_help_all_lists_everything(capsys
     assert "--dataloader_num_workers" in full and "--help-all" in short
 
 
+def _launch(args: list[str], cache, check: str = "pass") -> "subprocess.CompletedProcess":
+    """The console command's entry (`scratchformers_cli.main`) in a fresh process, with its own help cache folder;
+    `check` is Python run after it, in the same process."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"import sys, scratchformers_cli; code = scratchformers_cli.main({args!r}); {check}; sys.exit(code)"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "XDG_CACHE_HOME": str(cache), "COLUMNS": "100"})
+
+
+def test_the_console_command_prints_help_without_importing_torch_and_as_the_parser_does(tmp_path):
+    from scratchformers.cli import help_texts
+
+    texts = help_texts()
+    assert {"", "dpo", "export onnx", "serve", "push"} <= set(texts)
+    for args, command in ((["dpo", "--help"], "dpo"), (["export", "onnx", "-h"], "export onnx"), ([], "")):
+        first = _launch(args, tmp_path)  # from the shipped texts, or the parser (which then stores them here)
+        assert first.returncode == 0 and first.stdout == texts[command], first.stderr[-2000:]
+        again = _launch(args, tmp_path, "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
+        assert again.returncode == 0 and again.stdout == texts[command], again.stderr[-2000:]
+    # not a help request, or help of a command that does not exist: the real parser answers
+    wrong = _launch(["pretrian", "--help"], tmp_path)
+    assert wrong.returncode == 2 and "invalid choice: 'pretrian'" in wrong.stderr
+
+
+def test_the_shipped_help_texts_are_current_and_never_served_stale():
+    from pathlib import Path
+
+    import scratchformers_cli
+    from scratchformers.cli import help_texts
+
+    shipped = json.loads((Path(scratchformers_cli._package_dir("scratchformers")) / "cli_help.json").read_text())
+    if shipped["made_with"] == scratchformers_cli.help_versions():
+        # the command line changed and `python -m scratchformers.cli --write-help-cache` was not run when this fails
+        assert shipped["key"] == scratchformers_cli.help_key()
+        assert shipped["texts"] == help_texts()
+    else:  # other versions of transformers / TRL / Python than the texts were made with: the launcher asks the parser
+        assert shipped["key"] != scratchformers_cli.help_key()
+
+
+def test_help_texts_made_on_this_machine_serve_only_their_own_key(tmp_path, monkeypatch):
+    import scratchformers_cli
+    from scratchformers.cli import help_texts, write_help_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert scratchformers_cli.cached_help("dpo", "another-key") is None
+    write_help_cache(scratchformers_cli.user_cache_file("another-key"), "another-key")
+    assert scratchformers_cli.cached_help("dpo", "another-key") == help_texts()["dpo"]
+    assert scratchformers_cli.cached_help("no-such-command", "another-key") is None
+    assert scratchformers_cli.help_request(["export", "onnx", "--help"]) == "export onnx"
+    assert scratchformers_cli.help_request(["dpo", "--beta", "0.2", "--help"]) is None  # flags: the parser decides
+    assert scratchformers_cli.help_request(["dpo", "--help-all"]) is None
+
+
+def test_help_states_the_machine_dependent_defaults_instead_of_this_machines(capsys):
+    with pytest.raises(SystemExit):
+        main(["dpo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: False on a CPU (TRL's True slows its steps down there), True with a GPU)" in text
+    assert "(default: True on a machine without a GPU)" not in text  # use_cpu is not among the short help's flags
+    assert main([]) == 0 and "scratchformers COMMAND --help" in capsys.readouterr().out
+
+
 def test_training_arguments_come_from_a_config_file_and_flags_override_it(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("train_files: [a.txt, b.txt]\nlearning_rate: 0.01\nmax_steps: 7\nbf16: true\npreset: llama2-tiny\n")
