@@ -20,7 +20,7 @@ from pathlib import Path
 
 HELP_FLAGS = ("-h", "--help")
 # the files whose text makes the parsers, per package
-SOURCES = {"scratchformers": ("cli.py", "training/arguments.py"), "hub_scripts": ("cli.py",)}
+SOURCES = {"scratchformers": ("cli.py", "training/arguments.py", "training/public_data.py"), "hub_scripts": ("cli.py",)}
 SHIPPED = "cli_help.json"
 
 

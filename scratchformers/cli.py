@@ -1,5 +1,5 @@
 """The `scratchformers` command line: split-text, train-tokenizer, pretrain, sft, classify, build-preferences, dpo,
-grpo, generate, demo, export, quantize, serve.
+grpo, generate, demo, fetch-data, export, quantize, serve.
 
 Each job's flags come from dataclasses through `HfArgumentParser`, so every `TrainingArguments` field is a flag
 (`--learning_rate`, `--bf16`, `--activation_checkpointing`, ...). `--config FILE.yaml|json` reads the same keys
@@ -475,6 +475,40 @@ def register_serve_command(subparsers) -> None:
     serve.set_defaults(func=_serve)
 
 
+def _fetch_data(args) -> int:
+    def run():
+        from .training.public_data import DATASETS, fetch_data
+
+        kept = []
+        for path in fetch_data(args.names, args.output_dir, args.base_url, args.overwrite, kept):
+            print(f"wrote {path}")
+        for path in kept:
+            print(f"kept {path} (there already; --overwrite downloads it again)")
+        for name in dict.fromkeys(args.names):
+            print(f"{name}: {DATASETS[name].repo} at {DATASETS[name].commit[:12]}; licence: {DATASETS[name].licence}")
+
+    return _run_reporting_errors("fetch-data", run)
+
+
+def register_data_command(subparsers) -> None:
+    """`scratchformers fetch-data NAME ...`: the public data sets of the guide, in the formats the jobs read."""
+    from .training.public_data import DATASETS
+
+    fetch = subparsers.add_parser(
+        "fetch-data", help="download the guide's public data sets (GSM8K, SST-2, ChnSentiCorp, 红楼梦) as JSONL/CSV/txt",
+        description="Download from pinned commits of public GitHub repositories and convert: "
+                    + "; ".join(f"{name}: {d.about}" for name, d in DATASETS.items()) + ".")
+    fetch.add_argument("names", nargs="+", choices=list(DATASETS), metavar="NAME",
+                       help=f"one or more of: {', '.join(DATASETS)}")
+    fetch.add_argument("--output_dir", "--output-dir", default="data", help="folder to write to (default: data)")
+    fetch.add_argument("--base_url", "--base-url", default=None,
+                       help="a mirror of https://raw.githubusercontent.com (default: $SCRATCHFORMERS_DATA_BASE_URL, "
+                            "else GitHub)")
+    fetch.add_argument("--overwrite", action="store_true",
+                       help="download again and replace the files of a set that is there (default: keep them)")
+    fetch.set_defaults(func=_fetch_data)
+
+
 def build_main_parser() -> argparse.ArgumentParser:
     """The top-level parser: lists the jobs; each job parses its own flags (see `build_parser`)."""
     parser = argparse.ArgumentParser(
@@ -485,6 +519,7 @@ def build_main_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (description, _, _) in COMMANDS.items():
         subparsers.add_parser(name, help=description, add_help=False)
+    register_data_command(subparsers)
     register_export_commands(subparsers)
     register_serve_command(subparsers)
     try:  # Hub jobs (push, pull, ...) live in hub_scripts; a missing module is fine, a broken one is not hidden.

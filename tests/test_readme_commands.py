@@ -6,6 +6,10 @@ README's is 10 minutes) is 15 seconds; a server started in the background (`... 
 8000, and is stopped at the end. Set-up lines are checked, not run: the Quickstart's test command is what CI
 runs (tests/test_docs.py), `pip install` must already have installed every requirement it names, and `npm ci` must
 have filled js/node_modules (.ci/run does both). README_zh.md carries the same code blocks (tests/test_docs.py).
+
+The guide's blocks marked `bash guide` (its SFT, classification, 红楼梦 and BERT commands) run the same way, page after
+page in one folder: `fetch-data` reads small stand-ins of the upstream files from a local server
+(SCRATCHFORMERS_DATA_BASE_URL), step counts become 2 and time budgets 5 seconds.
 """
 
 import importlib.metadata
@@ -29,17 +33,26 @@ ROOT = Path(__file__).resolve().parents[1]
 DOWNLOAD = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
 
-def readme_commands() -> list[str]:
-    """The README's shell commands in order: continuation lines joined, comments dropped."""
+GUIDE_PAGES = ("pretraining.md", "sft.md", "encoder.md")
+
+
+def block_commands(text: str, kind: str | None = None) -> list[str]:
+    """The shell commands of the `bash` blocks (those marked `bash <kind>` only, if given), in order: continuation
+    lines joined, comments dropped."""
     commands = []
-    for info, block in FENCE.findall((ROOT / "README.md").read_text(encoding="utf-8")):
-        if info.split()[:1] != ["bash"]:
+    for info, block in FENCE.findall(text):
+        if info.split()[:1] != ["bash"] or (kind is not None and kind not in info.split()[1:]):
             continue
         for command in block.replace("\\\n", " ").splitlines():
             command = command.split("  #")[0].strip()
             if command and not command.startswith("#"):
                 commands.append(" ".join(command.split()))
     return commands
+
+
+def readme_commands() -> list[str]:
+    """The README's shell commands in order: continuation lines joined, comments dropped."""
+    return block_commands((ROOT / "README.md").read_text(encoding="utf-8"))
 
 
 def missing_requirements(pip_command: str) -> list[str]:
@@ -63,6 +76,69 @@ def missing_requirements(pip_command: str) -> list[str]:
         except importlib.metadata.PackageNotFoundError:
             missing.append(name)
     return missing
+
+
+def serve_upstream_stand_ins(served: Path) -> None:
+    """Small files in the upstream formats of every `fetch-data` set, where a mirror of GitHub's raw files has them."""
+    import csv
+    import io
+    import json
+    import random
+
+    from scratchformers.training.public_data import DATASETS
+
+    rng = random.Random(0)
+    stories = make_story_corpus(200, seed=3)
+    hanzi = "的一是了我不人在他有这个上们来到时大地为子中你说生国年着就那和要她出也得里后自以会家可下而过天去能对小多"
+
+    def zh(n):
+        return "".join(rng.choice(hanzi) for _ in range(n)) + "。"
+
+    def gsm(i):
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        return json.dumps({"question": f"Tom has {a} bags of {b} apples. How many apples? ({i})",
+                           "answer": f"{' '.join(stories[i % len(stories)][:300].split())} So he has "
+                                     f"{a}*{b}=<<{a}*{b}={a * b}>>{a * b} apples.\n#### {a * b}"})
+
+    reviews = io.StringIO()
+    writer = csv.writer(reviews)
+    writer.writerow(["label", "review"])
+    writer.writerows([(i % 2, zh(20 + i % 30)) for i in range(120)])
+    contents = {
+        "gsm8k": ["\n".join(gsm(i) for i in range(400)), "\n".join(gsm(i) for i in range(12))],
+        "sst2": ["\n".join(f"{i % 2} {' '.join(stories[i % len(stories)][:120].lower().split())} -lrb- {i} -rrb-" for i in range(n))
+                 for n in (80, 20, 20)],
+        "chnsenticorp": [reviews.getvalue()],
+        "hongloumeng": ["\n".join("\u3000\u3000" + zh(60) for _ in range(300))],
+    }
+    for name, dataset in DATASETS.items():
+        for path, text in zip(dataset.paths, contents[name], strict=True):
+            target = served / dataset.repo / dataset.commit / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text + "\n", encoding="utf-8")
+
+
+def test_the_guides_data_commands_run_on_a_fresh_folder(tmp_path, http_folder):
+    served, url = http_folder
+    serve_upstream_stand_ins(served)
+    commands = [c for page in GUIDE_PAGES for c in block_commands((ROOT / "docs" / page).read_text("utf-8"), "guide")]
+    assert sum(c.startswith(".venv/bin/scratchformers fetch-data") for c in commands) == 3
+    assert {"sft", "classify", "pretrain"} <= {c.split()[1] for c in commands}
+    assert not any("shared/data" in c for c in commands)
+    work = tmp_path / "clone"
+    work.mkdir()
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
+           "SCRATCHFORMERS_DATA_BASE_URL": url}
+    for command in commands:
+        command = command.replace(".venv/bin/", f"{bin_dir}/")
+        command = re.sub(r"--time_budget \S+", "--time_budget 5s", command)
+        command = re.sub(r"--(max_steps|num_train_epochs) \S+", "--max_steps 2", command)
+        result = subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, f"`{command}` failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    for run in ("hongloumeng", "gsm8k", "sst2", "bert-zh"):
+        assert (work / "runs" / run / "config.json").is_file(), run
+    assert (work / "data" / "cls_en_sst2_validation.csv").read_text().startswith("text,label\n")
 
 
 def test_readme_commands_are_found():
