@@ -1,7 +1,10 @@
 """The `scratchformers` command: help of every job, config files, errors, pretrain -> generate, the demo."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -77,13 +80,9 @@ def test_help_is_short_marks_required_flags_and_help_all_lists_everything(capsys
     assert "--dataloader_num_workers" in full and "--help-all" in short
 
 
-def _launch(args: list[str], cache, check: str = "pass") -> "subprocess.CompletedProcess":
+def _launch(args: list[str], cache, check: str = "pass") -> subprocess.CompletedProcess:
     """The console command's entry (`scratchformers_cli.main`) in a fresh process, with its own help cache folder;
     `check` is Python run after it, in the same process."""
-    import os
-    import subprocess
-    import sys
-
     code = f"import sys, scratchformers_cli; code = scratchformers_cli.main({args!r}); {check}; sys.exit(code)"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "XDG_CACHE_HOME": str(cache), "COLUMNS": "100"})
