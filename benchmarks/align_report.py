@@ -35,11 +35,11 @@ SIZES = {
     "default": dict(vocab=2048, model="num_hidden_layers=4,hidden_size=192,num_attention_heads=4,num_key_value_heads=2,"
                     "intermediate_size=512,max_position_embeddings=384", pretrain_budget="6m", sft_steps=600,
                     n_train_pairs=2000, n_heldout_pairs=200, n_questions=200, dpo_steps=250, dpo_lr=5e-5, beta=0.1,
-                    grpo_budget="15m", grpo_lr=3e-4, grpo_reward="exact", grpo_batch=64, grpo_every=100, max_new=200),
+                    grpo_budget="15m", grpo_lr=3e-4, grpo_reward="exact", grpo_schedule="cosine", grpo_batch=64, grpo_every=100, max_new=200),
     "quick": dict(vocab=600, model="num_hidden_layers=2,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,"
                   "intermediate_size=128,max_position_embeddings=384", pretrain_budget="15s", sft_steps=10,
                   n_train_pairs=64, n_heldout_pairs=16, n_questions=8, dpo_steps=6, dpo_lr=5e-4, beta=0.1,
-                  grpo_budget="20s", grpo_lr=1e-3, grpo_reward="exact", grpo_batch=16, grpo_every=3, max_new=24),
+                  grpo_budget="20s", grpo_lr=1e-3, grpo_reward="exact", grpo_schedule="cosine", grpo_batch=16, grpo_every=3, max_new=24),
 }
 
 
@@ -185,12 +185,21 @@ def run_dpo_part(size: dict, data_dir: Path, work: Path, threads: int, implement
     common = dict(report_to="none", use_cpu=True, disable_tqdm=True, save_strategy="no", seed=0)
     sft_model, tokenizer = load_chat_model(work / "sft")
     started = time.time()
-    train_pairs, train_own = preference_pairs(train_rows, rejected, 1, size["n_train_pairs"], sft_model, tokenizer,
-                                              context, size["max_new"])
-    heldout_pairs, heldout_own = preference_pairs(test_rows, rejected, 2, size["n_heldout_pairs"], sft_model,
-                                                  tokenizer, context, size["max_new"])
-    write_jsonl(work / "pairs_train.jsonl", train_pairs)
-    write_jsonl(work / "pairs_heldout.jsonl", heldout_pairs)
+    meta = {"rejected": rejected, "n": [size["n_train_pairs"], size["n_heldout_pairs"]], "max_new": size["max_new"]}
+    if (work / "pairs.json").is_file() and json.loads((work / "pairs.json").read_text())["meta"] == meta:
+        log("DPO: reusing the pairs in", work)  # --work of an earlier run with the same settings
+        saved = json.loads((work / "pairs.json").read_text())
+        train_pairs, heldout_pairs = read_jsonl(work / "pairs_train.jsonl"), read_jsonl(work / "pairs_heldout.jsonl")
+        (train_own, heldout_own), started = saved["own"], time.time() - saved["seconds"]
+    else:
+        train_pairs, train_own = preference_pairs(train_rows, rejected, 1, size["n_train_pairs"], sft_model, tokenizer,
+                                                  context, size["max_new"])
+        heldout_pairs, heldout_own = preference_pairs(test_rows, rejected, 2, size["n_heldout_pairs"], sft_model,
+                                                      tokenizer, context, size["max_new"])
+        write_jsonl(work / "pairs_train.jsonl", train_pairs)
+        write_jsonl(work / "pairs_heldout.jsonl", heldout_pairs)
+        (work / "pairs.json").write_text(json.dumps({"meta": meta, "own": [train_own, heldout_own],
+                                                     "seconds": time.time() - started}))
     questions = test_rows[:size["n_questions"]]
     result = {"pretrain_sft_seconds": pretrain_sft_seconds, "n_train_pairs": len(train_pairs),
               "n_heldout_pairs": len(heldout_pairs), "n_questions": len(questions), "context": context,
@@ -244,22 +253,14 @@ def run_grpo_part(size: dict, work: Path, threads: int, quick: bool) -> dict:
         run_demo(DemoArguments(output_dir=str(work / "demo"), overwrite=True, quick=quick, preset="llama2-tiny"))
     budget = parse_duration(size["grpo_budget"])
     args = GRPOArguments(model_name_or_path=str(work / "demo" / "sft"), task="counting",
-                         eval_every_steps=size["grpo_every"], reward=size["grpo_reward"], overwrite=True)
-    config = GRPOConfig(output_dir=str(work / "grpo"), max_steps=10**6, per_device_train_batch_size=size["grpo_batch"],
+                         eval_every_steps=size["grpo_every"], reward=size["grpo_reward"],
+                         time_budget=size["grpo_budget"], overwrite=True)
+    config = GRPOConfig(output_dir=str(work / "grpo"), per_device_train_batch_size=size["grpo_batch"],
                         num_generations=8, max_completion_length=40, learning_rate=size["grpo_lr"],
-                        lr_scheduler_type="constant", logging_steps=5, report_to="none", use_cpu=True,
+                        lr_scheduler_type=size["grpo_schedule"], logging_steps=5, report_to="none", use_cpu=True,
                         disable_tqdm=True, save_strategy="no", gradient_checkpointing=False, seed=0, bf16=False)
-    from transformers import TrainerCallback
-
-    class StopAfter(TrainerCallback):  # the wall-clock budget (GRPO steps vary in length with the answers)
-        def __init__(self):
-            self.start = time.time()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            control.should_training_stop = time.time() - self.start > budget
-
     started = time.time()
-    metrics = run_grpo(args, config, callbacks=[StopAfter()], verbose=False)
+    metrics = run_grpo(args, config, verbose=False)
     history = json.loads((work / "grpo" / "trainer_state.json").read_text())["log_history"]
     return {"before": metrics["heldout_reward_before"], "after": metrics["heldout_reward_after"],
             "sampled_before": metrics["heldout_reward_sampled_before"],
@@ -282,6 +283,8 @@ def plot(result: dict, out: Path) -> list[str]:
     if "dpo" in result:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
         for implementation, style in (("trl", "-"), ("hand", "--")):
+            if implementation not in result["dpo"]:
+                continue
             curve = result["dpo"][implementation]["curve"]
             axes[0].plot([c["step"] for c in curve], [c["loss"] for c in curve], style, label=f"{implementation} loss")
             axes[1].plot([c["step"] for c in curve], [c["rewards/margins"] for c in curve], style,
@@ -319,9 +322,16 @@ def markdown(result: dict, plots: list[str]) -> str:
              f"{result['transformers']}, trl {result['trl']}, {s['threads']} torch thread(s).", ""]
     if "dpo" in result:
         d = result["dpo"]
-        curves = [d[m]["curve"] for m in ("trl", "hand")]
-        d["max_loss_diff"] = max((abs(a["loss"] - b["loss"]) for a, b in zip(*curves)), default=0.0)
-        lines += ["## DPO on GSM8K pairs (chosen: the reference solution; rejected: its final number made wrong)", "",
+        ran = [m for m in ("trl", "hand") if m in d]
+        curves = [d[m]["curve"] for m in ran]
+        d["max_loss_diff"] = max((abs(a["loss"] - b["loss"]) for a, b in zip(*curves)), default=0.0) \
+            if len(ran) == 2 else None
+        sampled = d.get("rejected", "number") == "sampled"
+        rejected = ("the SFT model's own answer, sampled at T=1 (a wrong one: " +
+                    f"{d['own_rejected'][0]} of {d['n_train_pairs']} training and {d['own_rejected'][1]} of "
+                    f"{d['n_heldout_pairs']} held-out pairs; the rest a corrupted final number)"
+                    if sampled else "the same solution with its final number made wrong")
+        lines += ["## DPO on GSM8K pairs", "", f"Chosen: the reference solution; rejected: {rejected}.", "",
                   f"A LLaMA2 ({s['model']}) pretrained from nothing for {s['pretrain_budget']} on the GSM8K training "
                   f"text, SFT for {s['sft_steps']} steps, then DPO for {s['dpo_steps']} steps (batch 8 pairs, lr "
                   f"{s['dpo_lr']}, beta {s['beta']}) on {d['n_train_pairs']} training pairs, full weights, twice from "
@@ -333,20 +343,24 @@ def markdown(result: dict, plots: list[str]) -> str:
                   f"| SFT | - (every implicit reward is 0) | {d['sft']['logprob_preference']:.3f} | "
                   f"{d['sft']['exact_answer']:.3f} | 0 | |"]
         for implementation, name in (("trl", "DPO, TRL's loss"), ("hand", "DPO, hand-written loss")):
+            if implementation not in d:
+                continue
             r = d[implementation]
             lines.append(f"| {name} | **{r['preference_accuracy']:.3f}** | {r['logprob_preference']:.3f} | "
                          f"{r['exact_answer']:.3f} | {r['margin']:.2f} | {r['step_seconds']:.3f} |")
         lines += ["", "Implicit reward: beta * (log pi - log ref) of each answer; a pair is right when the chosen "
-                  "answer's is higher (TRL's `rewards/accuracies`). The two "
-                  "trainings see the same batches; their losses agree to float rounding "
-                  f"(largest logged difference {d['max_loss_diff']:.2e}).", ""]
+                  "answer's is higher (TRL's `rewards/accuracies`)." + (
+                      " The two trainings see the same batches; their losses agree to float rounding (largest logged "
+                      f"difference {d['max_loss_diff']:.2e})." if d["max_loss_diff"] is not None else ""), ""]
     if "grpo" in result:
         g = result["grpo"]
         lines += ["## GRPO on counting (reward: the exact answer)", "",
                   f"The demo's SFT model (`scratchformers demo --preset llama2-tiny`), then `scratchformers grpo --task counting` (prompts "
                   "'Count from A to B.' with A in 1..15 and 3-12 numbers; the demo's SFT data counts 3-7 numbers, and "
                   f"its model tends to stop early) for {g['budget_seconds'] / 60:.1f} minutes of wall-clock: "
-                  f"{g['steps']} steps of {s['grpo_batch'] // 8} prompts x 8 answers, lr {s['grpo_lr']}, no KL term "
+                  f"{g['steps']} steps of {s['grpo_batch'] // 8} prompts x 8 answers, lr {s['grpo_lr']} "
+                  f"({s.get('grpo_schedule', 'constant')} over the time budget), reward {s.get('grpo_reward', 'exact')}"
+                  ", no KL term "
                   f"(beta 0). Held out: {g['n_heldout']} prompts never trained on, answered greedily and "
                   f"{g['samples']} times at temperature 1 (the expected reward GRPO optimises).", "",
                   f"| model | held-out exact answers, greedy | held-out exact answers, {g['samples']} samples each |",
@@ -373,6 +387,7 @@ def main(argv=None):
                         help="DPO pairs' rejected answer: the SFT model's own wrong answer, or the reference with a "
                              "wrong final number")
     parser.add_argument("--grpo-reward", help="GRPO's training rewards, e.g. exact,similarity (overrides the size)")
+    parser.add_argument("--grpo-schedule", help="GRPO's learning-rate schedule over its time budget: cosine, constant")
     parser.add_argument("--implementations", nargs="+", default=["trl", "hand"], choices=["trl", "hand"],
                         help="the DPO losses to train with (both for the side-by-side table)")
     parser.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
@@ -402,7 +417,8 @@ def main(argv=None):
 
     size = dict(SIZES["quick" if args.quick else "default"])
     size.update({k: v for k, v in (("dpo_lr", args.dpo_lr), ("dpo_steps", args.dpo_steps),
-                                              ("grpo_reward", args.grpo_reward)) if v is not None})
+                                              ("grpo_reward", args.grpo_reward),
+                                              ("grpo_schedule", args.grpo_schedule)) if v is not None})
     started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -136,3 +136,29 @@ def test_grpo_reads_prompt_files_and_refuses_bad_input(model_dir, tmp_path, caps
     refused(["grpo", *common, "--task", "sorting"], capsys, "--task must be one of")
     refused(["grpo", *common, "--task", "counting", "--lora", "hand", "--beta", "0.1"], capsys,
             "--lora hand trains without a KL reference")
+
+
+def test_grpo_time_budget_stops_training_and_decays_the_rate_with_the_time_spent(model_dir, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from scratchformers.training import budget as budget_module
+
+    ticks = SimpleNamespace(now=0.0)
+
+    def clock():  # the budget's clock moves 0.1 s per reading: the run stops at the same step on any machine
+        ticks.now += 0.1
+        return ticks.now
+
+    monkeypatch.setattr(budget_module, "time", SimpleNamespace(perf_counter=clock))
+    out = tmp_path / "grpo"
+    assert main(["grpo", "--model_name_or_path", str(model_dir), "--task", "counting", "--num_prompts", "16",
+                 "--num_eval_prompts", "2", "--eval_samples", "0", "--output_dir", str(out), "--time_budget", "8s",
+                 "--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "6",
+                 "--report_to", "none", "--disable_tqdm", "true", "--logging_steps", "1", "--save_strategy", "no",
+                 "--reward", "exact,similarity", "--learning_rate", "1e-3"]) == 0
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    steps = [e for e in history if "learning_rate" in e and "reward" in e]
+    # 16 prompts x 4 answers are 8 steps an epoch: a budget runs as many epochs as fit, then stops
+    assert 8 < len(steps) < 50
+    assert steps[0]["learning_rate"] > steps[-1]["learning_rate"]  # cosine over the time spent
+    assert "rewards/exact_answer_reward/mean" in steps[0] and "rewards/similarity_reward/mean" in steps[0]

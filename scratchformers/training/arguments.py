@@ -194,6 +194,16 @@ class GRPOArguments:
     )
     num_prompts: int = field(default=100, metadata={"help": "Training prompts of --task (all different)."})
     num_eval_prompts: int = field(default=50, metadata={"help": "Held-out prompts of --task (none in training)."})
+    time_budget: str | None = field(
+        default=None,
+        metadata={"help": "Train for this much wall-clock (e.g. 15m): training stops when it is spent and the "
+                          "learning-rate schedule follows the time spent (as for pretrain)."},
+    )
+    time_budget: str | None = field(
+        default=None,
+        metadata={"help": "Train for this much wall-clock (e.g. 15m): training stops when it is spent and the "
+                          "learning-rate schedule follows the time spent (as for pretrain)."},
+    )
     eval_every_steps: int = field(
         default=0, metadata={"help": "Score the held-out prompts every N steps too (logged as heldout_reward)."}
     )

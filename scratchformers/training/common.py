@@ -38,30 +38,19 @@ RUN_OUTPUTS = (
 TOKENIZER_OUTPUTS = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 
 
-class ScratchTrainer(Trainer):
-    """`Trainer` with weight decay only on matrices (ndim >= 2) and perplexity logged next to every eval loss.
+class TimeBudgetMixin:
+    """For a `Trainer` (or a TRL trainer) given `time_budget` (a `TimeBudget`): training stops when the budget is
+    spent, the learning-rate schedule (`lr_scheduler_type`, warmup as a fraction of the budget) follows the time
+    spent, and the progress bar shows the time left."""
 
-    Given `time_budget` (a `TimeBudget`), training stops when the budget is spent, the learning-rate schedule
-    (`lr_scheduler_type`, warmup as a fraction of the budget) follows the time spent, and the progress bar shows
-    the time left. `use_muon=True` trains the hidden weight matrices with Muon and the rest with AdamW (`MuonAdamW`).
-    """
-
-    def __init__(self, *args, time_budget: TimeBudget | None = None, use_muon: bool = False, **kwargs):
+    def __init__(self, *args, time_budget: TimeBudget | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.time_budget = time_budget
-        self.use_muon = use_muon
         if time_budget is not None:
             check_budget_arguments(self.args)
             self.add_callback(time_budget)
             if self.pop_callback(ProgressCallback) is not None:
                 self.add_callback(TimeBudgetProgress(time_budget))
-
-    def create_optimizer(self, model=None):
-        if not self.use_muon or self.optimizer is not None:
-            return super().create_optimizer(model)
-        model = self.model if model is None else model
-        self.optimizer = build_muon_adamw(model, self.args, self.get_decay_parameter_names(model))
-        return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.time_budget is None or self.lr_scheduler is not None:
@@ -74,6 +63,23 @@ class ScratchTrainer(Trainer):
             self.args.lr_scheduler_kwargs,
         )
         return self.lr_scheduler
+
+
+class ScratchTrainer(TimeBudgetMixin, Trainer):
+    """`Trainer` with weight decay only on matrices (ndim >= 2) and perplexity logged next to every eval loss, a
+    wall-clock `time_budget` (`TimeBudgetMixin`), and `use_muon=True` to train the hidden weight matrices with Muon
+    and the rest with AdamW (`MuonAdamW`)."""
+
+    def __init__(self, *args, use_muon: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.use_muon = use_muon
+
+    def create_optimizer(self, model=None):
+        if not self.use_muon or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        self.optimizer = build_muon_adamw(model, self.args, self.get_decay_parameter_names(model))
+        return self.optimizer
 
     def get_decay_parameter_names(self, model) -> list[str]:
         # Embeddings and linear weights decay; biases and norm gains (vectors) do not.

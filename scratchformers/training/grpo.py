@@ -17,7 +17,8 @@ from trl import GRPOConfig, GRPOTrainer
 
 from ..generation import answer_in_turns, chat_answers, greedy_answers  # noqa: F401 (greedy_answers: API)
 from .arguments import GRPOArguments
-from .common import load_chat_model, lora_for_trl, start_run, train_and_save, write_json
+from .budget import TimeBudget, parse_duration
+from .common import TimeBudgetMixin, load_chat_model, lora_for_trl, start_run, train_and_save, write_json
 from .preferences import final_answer
 
 NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
@@ -110,6 +111,10 @@ def heldout_rewards(model, tokenizer, rows: list[dict], reward, max_new_tokens: 
     return result
 
 
+class ScratchGRPOTrainer(TimeBudgetMixin, GRPOTrainer):
+    """TRL's GRPOTrainer with an optional wall-clock `time_budget` (the LR schedule follows the time spent)."""
+
+
 class HeldOutReward(TrainerCallback):
     """Every `every` steps, the held-out mean rewards (greedy and sampled), logged as `heldout_reward` and
     `heldout_reward_sampled` (the curves)."""
@@ -185,8 +190,10 @@ def run_grpo(args: GRPOArguments, training_args: GRPOConfig, callbacks=None, ver
     callbacks = list(callbacks or [])
     if eval_rows and args.eval_every_steps > 0:
         callbacks.append(HeldOutReward(tokenizer, eval_rows, reward, max_new, args.eval_every_steps, samples, temperature))
-    trainer = GRPOTrainer(model=model, reward_funcs=[REWARDS[name] for name in reward_names], args=training_args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    budget = TimeBudget(parse_duration(args.time_budget)) if args.time_budget else None
+    trainer = ScratchGRPOTrainer(model=model, reward_funcs=[REWARDS[name] for name in reward_names],
+                                 args=training_args, train_dataset=dataset, processing_class=tokenizer,
+                                 peft_config=peft_config, callbacks=callbacks, time_budget=budget)
 
     def evaluate(trainer):
         if not eval_rows:
