@@ -3,13 +3,15 @@ reward; writes benchmarks/align_report/report.md, results.json and the curves.
 
 DPO (GSM8K, from ../shared/data): a byte-level BPE tokenizer and a small LLaMA2 pretrained from nothing on the GSM8K
 training text, SFT on its training questions, then pairs from `build_preference_pairs` (chosen = the reference
-solution, rejected = the same solution with a wrong final `#### N`): DPO twice from the same SFT model, same batches,
+solution, rejected = the SFT model's own answer sampled at T=1 where it is wrong, `--rejected sampled`; or the same
+solution with a wrong final `#### N`, `--rejected number`): DPO twice from the same SFT model, same batches,
 `--implementation trl` and `--implementation hand`. Held out: pairs built from the GSM8K *test* split (preference
 accuracy: the DPO model's implicit reward, and plain log-probabilities for the SFT model) and greedy answers to test
 questions (exact final number), for the SFT model and both DPO models.
 
-GRPO (the demo's counting task, harder ranges): the demo's SFT model, then `scratchformers grpo --task counting` for a
-wall-clock budget; the held-out greedy reward (exact answer) is scored every few steps and plotted.
+GRPO (the demo's counting task, harder ranges): the demo's SFT model, then `scratchformers grpo --task counting
+--time_budget 15m` (the learning rate decays over the budget); the held-out reward (exact answer, greedy and the mean
+of 8 samples) is scored every 100 steps and plotted.
 
 Run from the repository root:
     python benchmarks/align_report.py            # about 45 minutes on 2 cores
@@ -92,7 +94,8 @@ def logprob_preference(model, tokenizer, pairs: list[dict]) -> float:
 
 def exact_answers(model, tokenizer, rows: list[dict], max_new: int) -> float:
     """Share of GSM8K questions whose greedy answer ends with the right `#### N`."""
-    from scratchformers.training.grpo import final_number_reward, greedy_answers
+    from scratchformers.generation import greedy_answers
+    from scratchformers.training.grpo import final_number_reward
     from scratchformers.training.preferences import final_answer
 
     answers = greedy_answers(model, tokenizer, [r["instruction"] for r in rows], max_new)

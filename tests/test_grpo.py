@@ -13,11 +13,10 @@ from scratchformers.cli import main
 from scratchformers.generation import generate_texts
 from scratchformers.tokenization_scratch import train_tokenizer_from_iterator
 from scratchformers.training.common import build_config
+from scratchformers.generation import chat_answers, greedy_answers
 from scratchformers.training.grpo import (
     exact_answer_reward,
     final_number_reward,
-    chat_answers,
-    greedy_answers,
     heldout_rewards,
     make_counting_task,
     read_prompt_file,

@@ -15,7 +15,7 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from ..generation import answer_in_turns, chat_answers, greedy_answers  # noqa: F401 (greedy_answers: API)
+from ..generation import answer_in_turns, chat_answers
 from .arguments import GRPOArguments
 from .budget import TimeBudget, parse_duration
 from .common import TimeBudgetMixin, load_chat_model, lora_for_trl, start_run, train_and_save, write_json
