@@ -64,8 +64,9 @@ def split_text_file(path, output_dir, validation_percentage: float = 10.0, overw
     return targets
 
 
-def _download(url: str, timeout: float = 60) -> bytes:
-    """The body of `url`; a failure names the URL and says what to do instead."""
+def _download(url: str, timeout: float = 60,
+              hint: str = "Without a network, download the file elsewhere and pass its path") -> bytes:
+    """The body of `url`; a failure names the URL and says what to do instead (`hint`)."""
     import urllib.error
     import urllib.request
 
@@ -76,9 +77,7 @@ def _download(url: str, timeout: float = 60) -> bytes:
         raise ConnectionError(f"could not download {url}: HTTP {error.code} {error.reason}") from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise ConnectionError(
-            f"could not download {url}: {reason}. Without a network, download the file elsewhere and pass its path"
-        ) from None
+        raise ConnectionError(f"could not download {url}: {reason}. {hint}") from None
 
 
 def pack_dataset(dataset: Dataset, tokenizer, block_size: int, text_column: str = "text", num_proc=None) -> Dataset:

@@ -20,6 +20,7 @@ from pathlib import Path
 from .data import _download
 
 GITHUB_RAW = "https://raw.githubusercontent.com"
+MIRROR_HINT = "Where GitHub is out of reach, give a mirror of raw.githubusercontent.com with --base_url"
 PTB_BRACKETS = {"-lrb-": "(", "-rrb-": ")", "-lsb-": "[", "-rsb-": "]", "-lcb-": "{", "-rcb-": "}"}
 
 
@@ -165,11 +166,7 @@ def fetch_data(names: list[str], output_dir, base_url: str | None = None, overwr
     written = []
     for name in wanted:
         urls = DATASETS[name].urls(base_url)
-        try:
-            texts = [_text(_download(url), url) for url in urls]
-        except ConnectionError as error:
-            raise ConnectionError(f"{str(error).split('. Without a network')[0]}. Where GitHub is out of reach, "
-                                  "give a mirror of raw.githubusercontent.com with --base_url") from None
+        texts = [_text(_download(url, hint=MIRROR_HINT), url) for url in urls]
         out.mkdir(parents=True, exist_ok=True)
         written += convert(name, texts, urls, out)
     return written
