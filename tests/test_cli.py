@@ -111,8 +111,9 @@ def test_the_shipped_help_texts_are_current_and_never_served_stale():
 
     shipped = json.loads((Path(scratchformers_cli._package_dir("scratchformers")) / "cli_help.json").read_text())
     if shipped["made_with"] == scratchformers_cli.help_versions():
-        # the command line changed and `python -m scratchformers.cli --write-help-cache` was not run when this fails
-        assert shipped["key"] == scratchformers_cli.help_key()
+        assert shipped["key"] == scratchformers_cli.help_key(), (
+            "the command line's sources changed since scratchformers/cli_help.json was written: run "
+            "`python -m scratchformers.cli --write-help-cache`")
         assert shipped["texts"] == help_texts()
     else:  # other versions of transformers / TRL / Python than the texts were made with: the launcher asks the parser
         assert shipped["key"] != scratchformers_cli.help_key()
