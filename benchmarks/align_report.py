@@ -157,18 +157,14 @@ def preference_pairs(rows: list[dict], rejected: str, seed: int, n: int, model, 
     """`n` pairs from a random sample of `rows` (the rows shuffled with `seed`) that fit the context; with
     `rejected="sampled"` the SFT model's own answer (sampled at T=1) is the rejected one where it is wrong. Returns
     the pairs and how many rejected answers are the model's."""
-    from scratchformers.generation import chat_answers
-    from scratchformers.training.preferences import build_preference_pairs, prompt_and_answer
+    from scratchformers.training.preferences import build_preference_pairs, own_rejections, sample_rejected_answers
 
     rows = list(rows)
     random.Random(seed).shuffle(rows)
     rows = rows[:n + n // 4 + 8]  # some pairs do not fit the context
-    answers = None
-    if rejected == "sampled":
-        answers = chat_answers(model, tokenizer, [prompt_and_answer(r, "row")[0] for r in rows], max_new, samples=1,
-                               seed=seed)
+    answers = sample_rejected_answers(model, tokenizer, rows, max_new, seed=seed) if rejected == "sampled" else None
     pairs = build_preference_pairs(rows, rejected, seed=seed, model_answers=answers)
-    own = [answers is not None and p["rejected"] == a for p, a in zip(pairs, answers or [None] * len(pairs))]
+    own = own_rejections(pairs, answers)
     kept = [i for i, p in enumerate(pairs) if fits(tokenizer, p, context)][:n]
     return [pairs[i] for i in kept], sum(own[i] for i in kept)
 
@@ -187,26 +183,27 @@ def run_dpo_part(size: dict, data_dir: Path, work: Path, threads: int, implement
     _, pretrain_sft_seconds = train_sft_model(size, train_rows, work, context)
     common = dict(report_to="none", use_cpu=True, disable_tqdm=True, save_strategy="no", seed=0)
     sft_model, tokenizer = load_chat_model(work / "sft")
-    started = time.time()
     meta = {"rejected": rejected, "n": [size["n_train_pairs"], size["n_heldout_pairs"]], "max_new": size["max_new"]}
-    if (work / "pairs.json").is_file() and json.loads((work / "pairs.json").read_text())["meta"] == meta:
-        log("DPO: reusing the pairs in", work)  # --work of an earlier run with the same settings
-        saved = json.loads((work / "pairs.json").read_text())
+    saved = json.loads((work / "pairs.json").read_text()) if (work / "pairs.json").is_file() else {}
+    if saved.get("meta") == meta:  # --work of an earlier run with the same settings
+        log("DPO: reusing the pairs in", work)
         train_pairs, heldout_pairs = read_jsonl(work / "pairs_train.jsonl"), read_jsonl(work / "pairs_heldout.jsonl")
-        (train_own, heldout_own), started = saved["own"], time.time() - saved["seconds"]
+        (train_own, heldout_own), pairs_seconds = saved["own"], saved["seconds"]
     else:
+        started = time.time()
         train_pairs, train_own = preference_pairs(train_rows, rejected, 1, size["n_train_pairs"], sft_model, tokenizer,
                                                   context, size["max_new"])
         heldout_pairs, heldout_own = preference_pairs(test_rows, rejected, 2, size["n_heldout_pairs"], sft_model,
                                                       tokenizer, context, size["max_new"])
         write_jsonl(work / "pairs_train.jsonl", train_pairs)
         write_jsonl(work / "pairs_heldout.jsonl", heldout_pairs)
+        pairs_seconds = time.time() - started
         (work / "pairs.json").write_text(json.dumps({"meta": meta, "own": [train_own, heldout_own],
-                                                     "seconds": time.time() - started}))
+                                                     "seconds": pairs_seconds}))
     questions = test_rows[:size["n_questions"]]
     result = {"pretrain_sft_seconds": pretrain_sft_seconds, "n_train_pairs": len(train_pairs),
               "n_heldout_pairs": len(heldout_pairs), "n_questions": len(questions), "context": context,
-              "rejected": rejected, "own_rejected": [train_own, heldout_own], "pairs_seconds": time.time() - started}
+              "rejected": rejected, "own_rejected": [train_own, heldout_own], "pairs_seconds": pairs_seconds}
     log(f"DPO: {len(train_pairs)} training pairs, {len(heldout_pairs)} held out ({rejected}: {train_own} and "
         f"{heldout_own} rejected answers the model's own, {result['pairs_seconds']:.0f} s); scoring the SFT model")
     result["sft"] = {"logprob_preference": logprob_preference(sft_model, tokenizer, heldout_pairs),

@@ -479,8 +479,8 @@ def _fetch_data(args) -> int:
     def run():
         from .training.public_data import DATASETS, fetch_data
 
-        kept = []
-        for path in fetch_data(args.names, args.output_dir, args.base_url, args.overwrite, kept):
+        written, kept = fetch_data(args.names, args.output_dir, args.base_url, args.overwrite)
+        for path in written:
             print(f"wrote {path}")
         for path in kept:
             print(f"kept {path} (there already; --overwrite downloads it again)")

@@ -179,6 +179,18 @@ def assert_keeps_a_folder_it_did_not_write(export, model_dir, out, not_ours: str
     assert (out / "notes.txt").read_text() == "mine"
 
 
+def serve_upstream(served: Path, name: str, texts: list[str]) -> None:
+    """Upstream files of the `fetch-data` set `name` (one text per path), where `http_folder` serves them as a mirror
+    of raw.githubusercontent.com does: `<repo>/<commit>/<path>`."""
+    from scratchformers.training.public_data import DATASETS
+
+    dataset = DATASETS[name]
+    for path, text in zip(dataset.paths, texts, strict=True):
+        target = served / dataset.repo / dataset.commit / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+
+
 @pytest.fixture
 def http_folder(tmp_path, monkeypatch):
     """A folder served over HTTP on localhost while the test runs: `(folder, base_url)`; the stand-in for a download

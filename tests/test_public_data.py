@@ -6,17 +6,10 @@ import csv
 import json
 
 import pytest
+from conftest import serve_upstream
 
 from scratchformers.cli import main
 from scratchformers.training.public_data import DATASETS, fetch_data
-
-
-def serve(served, name: str, texts: list[str]) -> None:
-    dataset = DATASETS[name]
-    for path, text in zip(dataset.paths, texts, strict=True):
-        target = served / dataset.repo / dataset.commit / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
 
 
 def read_csv(path):
@@ -26,13 +19,14 @@ def read_csv(path):
 
 def test_each_set_is_converted_as_the_shared_copies_were(http_folder, tmp_path):
     served, url = http_folder
-    serve(served, "gsm8k", ['{"question": " Two plus two? ", "answer": "2+2=<<2+2=4>>4\\n#### 4\\n"}\r\n',
+    serve_upstream(served, "gsm8k", ['{"question": " Two plus two? ", "answer": "2+2=<<2+2=4>>4\\n#### 4\\n"}\r\n',
                             '{"question": "Three?", "answer": "#### 3"}\n'])
-    serve(served, "sst2", ["1 a -lrb- good -rrb- film , 1\\/2 \\* star\n0 does n't work\n", "1 fine\n", "0 bad\n"])
+    serve_upstream(served, "sst2", ["1 a -lrb- good -rrb- film , 1\\/2 \\* star\n0 does n't work\n", "1 fine\n", "0 bad\n"])
     rows = ["label,review"] + [f"{i % 2},\"好 评  {i}\"" for i in range(20)] + ["1,\"好 评  0\"", "0,"]
-    serve(served, "chnsenticorp", ["\n".join(rows) + "\n"])
-    serve(served, "hongloumeng", ["\u3000\u3000第一回 甄士隐\r\n\r\n  满纸荒唐言  \n"])
-    written = fetch_data(list(DATASETS), tmp_path, base_url=url)
+    serve_upstream(served, "chnsenticorp", ["\n".join(rows) + "\n"])
+    serve_upstream(served, "hongloumeng", ["\u3000\u3000第一回 甄士隐\r\n\r\n  满纸荒唐言  \n"])
+    written, kept = fetch_data(list(DATASETS), tmp_path, base_url=url)
+    assert kept == []
     assert [p.name for p in written] == [f for d in DATASETS.values() for f in d.outputs]
 
     gsm = [json.loads(line) for line in (tmp_path / "sft_en_gsm8k_train.jsonl").read_text("utf-8").splitlines()]
@@ -50,7 +44,7 @@ def test_each_set_is_converted_as_the_shared_copies_were(http_folder, tmp_path):
 
 def test_files_there_are_kept_and_errors_name_the_problem(http_folder, tmp_path, capsys):
     served, url = http_folder
-    serve(served, "hongloumeng", ["满纸荒唐言\n"])
+    serve_upstream(served, "hongloumeng", ["满纸荒唐言\n"])
     out = tmp_path / "data"
     argv = ["fetch-data", "hongloumeng", "--output_dir", str(out), "--base_url", url]
     assert main(argv) == 0
@@ -60,7 +54,7 @@ def test_files_there_are_kept_and_errors_name_the_problem(http_folder, tmp_path,
     assert main(argv + ["--overwrite"]) == 0
     assert (out / "zh_hongloumeng.txt").read_text("utf-8") == "满纸荒唐言\n"
 
-    serve(served, "sst2", ["1 fine\n", "2 what\n", "0 bad\n"])
+    serve_upstream(served, "sst2", ["1 fine\n", "2 what\n", "0 bad\n"])
     assert main(["fetch-data", "sst2", "--output_dir", str(out), "--base_url", url]) == 2
     assert "stsa.binary.dev:1: expected '0 sentence' or '1 sentence'" in capsys.readouterr().err
     (out / "cls_en_sst2_train.csv").write_text("text,label\n", encoding="utf-8")  # only some of the set's files

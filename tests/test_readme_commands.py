@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FENCE
+from conftest import FENCE, serve_upstream
 from packaging.requirements import Requirement
 
 from scratchformers.training.synthetic import make_story_corpus
@@ -111,11 +111,8 @@ def serve_upstream_stand_ins(served: Path) -> None:
         "chnsenticorp": [reviews.getvalue()],
         "hongloumeng": ["\n".join("\u3000\u3000" + zh(60) for _ in range(300))],
     }
-    for name, dataset in DATASETS.items():
-        for path, text in zip(dataset.paths, contents[name], strict=True):
-            target = served / dataset.repo / dataset.commit / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text + "\n", encoding="utf-8")
+    for name in DATASETS:
+        serve_upstream(served, name, [text + "\n" for text in contents[name]])
 
 
 def test_the_guides_data_commands_run_on_a_fresh_folder(tmp_path, http_folder):

@@ -148,16 +148,23 @@ def build_preference_pairs(rows: list[dict], rejected: str = "auto", seed: int =
     return pairs
 
 
-def sample_model_answers(model_name_or_path: str, prompts: list[str], max_new_tokens: int = 256,
-                         temperature: float = 1.0, seed: int = 0, batch_size: int = 32) -> list[str]:
-    """One sampled chat answer per prompt from an SFT model folder (the `--rejected sampled` answers)."""
+def sample_rejected_answers(model, tokenizer, rows: list[dict], max_new_tokens: int = 256, temperature: float = 1.0,
+                            seed: int = 0, where=None) -> list[str]:
+    """One chat answer per SFT row sampled from an SFT model at `temperature`: the `model_answers` of
+    `build_preference_pairs(rows, "sampled", ...)`. `where(i)` names row i in errors (default "row i+1")."""
     from ..generation import answer_in_turns, chat_answers
-    from .common import load_chat_model
 
-    model, tokenizer = load_chat_model(model_name_or_path, "its answers are sampled in the chat format")
+    where = where or (lambda i: f"row {i + 1}")
+    prompts = [prompt_and_answer(row, where(index))[0] for index, row in enumerate(rows)]
     answer_in_turns(model, tokenizer)
-    return chat_answers(model, tokenizer, prompts, max_new_tokens, samples=1, temperature=temperature,
-                        batch_size=batch_size, seed=seed)
+    return chat_answers(model, tokenizer, prompts, max_new_tokens, samples=1, temperature=temperature, seed=seed)
+
+
+def own_rejections(pairs: list[dict], model_answers: list[str] | None) -> list[bool]:
+    """For each pair of `build_preference_pairs`, whether its rejected answer is the model's own (not a fallback)."""
+    if model_answers is None:
+        return [False] * len(pairs)
+    return [pair["rejected"] == answer.strip() for pair, answer in zip(pairs, model_answers, strict=True)]
 
 
 def write_preference_pairs(input_file: str, output_file: str, rejected: str = "auto", seed: int = 0,
@@ -184,12 +191,13 @@ def write_preference_pairs(input_file: str, output_file: str, rejected: str = "a
     where = lambda i: line_of_record(*places[i])  # noqa: E731
     answers = None
     if rejected == "sampled":
-        prompts = [prompt_and_answer(row, where(index))[0] for index, row in enumerate(rows)]
-        answers = sample_model_answers(model_name_or_path, prompts, max_new_tokens, temperature, seed)
+        from .common import load_chat_model
+
+        model, tokenizer = load_chat_model(model_name_or_path, "its answers are sampled in the chat format")
+        answers = sample_rejected_answers(model, tokenizer, rows, max_new_tokens, temperature, seed, where)
     pairs = build_preference_pairs(rows, rejected, seed, where=where, model_answers=answers)
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as f:
         for pair in pairs:
             f.write(json.dumps(pair, ensure_ascii=False) + "\n")
-    own = sum(pair["rejected"] == (a or "").strip() for pair, a in zip(pairs, answers)) if answers else 0
-    return len(pairs), own
+    return len(pairs), sum(own_rejections(pairs, answers))

@@ -140,11 +140,11 @@ def convert(name: str, texts: list[str], urls: list[str], output_dir: Path) -> l
     return outputs
 
 
-def fetch_data(names: list[str], output_dir, base_url: str | None = None, overwrite: bool = False,
-               kept: list | None = None) -> list[Path]:
-    """Download the named data sets into `output_dir` in our formats; returns the files written. A data set whose
-    files are all there already is kept as it is (appended to `kept`) unless `overwrite`; one with only some of its
-    files there is an error (checked for every set before anything is downloaded).
+def fetch_data(names: list[str], output_dir, base_url: str | None = None,
+               overwrite: bool = False) -> tuple[list[Path], list[Path]]:
+    """Download the named data sets into `output_dir` in our formats; returns (files written, files kept). A data set
+    whose files are all there already is kept as it is unless `overwrite`; one with only some of its files there is
+    an error (checked for every set before anything is downloaded).
 
     下载并转换公开数据集（gsm8k、sst2、chnsenticorp、hongloumeng）；已存在的文件不会被覆盖。
     """
@@ -153,13 +153,13 @@ def fetch_data(names: list[str], output_dir, base_url: str | None = None, overwr
         raise ValueError(f"name data sets among {', '.join(DATASETS)}; got {names if not unknown else unknown}")
     base_url = base_url or os.environ.get("SCRATCHFORMERS_DATA_BASE_URL") or GITHUB_RAW
     out = Path(output_dir)
-    wanted = []
+    wanted, kept = [], []
     for name in dict.fromkeys(names):
         present = [out / file for file in DATASETS[name].outputs if (out / file).exists()]
         if overwrite or not present:
             wanted.append(name)
         elif len(present) == len(DATASETS[name].outputs):
-            (kept if kept is not None else []).extend(present)
+            kept.extend(present)
         else:
             raise FileExistsError(f"{', '.join(map(str, present))} exist, but not the rest of {name}; pass "
                                   "--overwrite to download the whole set again")
@@ -169,4 +169,4 @@ def fetch_data(names: list[str], output_dir, base_url: str | None = None, overwr
         texts = [_text(_download(url, hint=MIRROR_HINT), url) for url in urls]
         out.mkdir(parents=True, exist_ok=True)
         written += convert(name, texts, urls, out)
-    return written
+    return written, kept
