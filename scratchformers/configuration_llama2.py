@@ -82,6 +82,16 @@ class Llama2Config(PretrainedConfig):
     eos_token_id: int | list[int] | None = 2
     pad_token_id: int | None = None
     tie_word_embeddings: bool = False
+    # Options from the modded-nanogpt speedruns, all off by default (native Llama has none of them; a model that
+    # uses one loads with our code only, so conversion to `LlamaForCausalLM` and GGUF export refuse it):
+    # RMSNorm on each head's queries and keys before RoPE (Qwen3's `q_norm` / `k_norm`)
+    qk_norm: bool = False
+    # logits = cap * tanh(logits / cap), Gemma-2's name for it
+    final_logit_softcapping: float | int | None = None
+    # extra token-embedding tables added to the values: table i serves layer i and layer L-1-i (the U-net pairs)
+    num_value_embeddings: int = 0
+    # U-net skips: layer i's output is added, times a learned scalar, to the input of layer L-1-i (i < L/2)
+    unet_skips: bool = False
 
     def __post_init__(self, **kwargs):
         check_config_keys(self, kwargs, legacy=("rope_theta", "rope_scaling"))
@@ -117,6 +127,15 @@ class Llama2Config(PretrainedConfig):
             raise ValueError(
                 f"Llama2Config: unknown hidden_act={self.hidden_act!r}; choose one of {sorted(ACT2FN)}."
             )
+        if self.final_logit_softcapping is not None and self.final_logit_softcapping <= 0:
+            raise ValueError(
+                f"Llama2Config: final_logit_softcapping must be positive or None, got {self.final_logit_softcapping}."
+            )
+        if not 0 <= self.num_value_embeddings <= (self.num_hidden_layers + 1) // 2:
+            raise ValueError(
+                f"Llama2Config: num_value_embeddings must be in [0, {(self.num_hidden_layers + 1) // 2}] (one table "
+                f"per pair of layers i and L-1-i), got {self.num_value_embeddings}."
+            )
         if self.rms_norm_eps <= 0 or self.rope_theta <= 0:
             raise ValueError(
                 f"Llama2Config: rms_norm_eps and rope_theta must be positive, "
@@ -127,6 +146,12 @@ class Llama2Config(PretrainedConfig):
     def rope_theta(self) -> float:
         """RoPE's base, kept in `rope_parameters` as transformers keeps it."""
         return (self.rope_parameters or {}).get("rope_theta", self.default_theta)
+
+    @property
+    def non_llama_options(self) -> dict:
+        """The options set here that transformers' `LlamaConfig` (and llama.cpp's llama) cannot express."""
+        defaults = {"qk_norm": False, "final_logit_softcapping": None, "num_value_embeddings": 0, "unet_skips": False}
+        return {name: getattr(self, name) for name, off in defaults.items() if getattr(self, name) != off}
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "Llama2Config":

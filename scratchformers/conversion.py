@@ -84,7 +84,13 @@ def _llama_fields(config) -> dict:
 
 def llama2_config_to_llama(config: Llama2Config) -> LlamaConfig:
     """Our `Llama2Config` as transformers' `LlamaConfig` (`hidden_dropout`, a training-only regulariser that native
-    Llama lacks, is left out: inference is the same)."""
+    Llama lacks, is left out: inference is the same). Refuses the speedrun options native Llama does not have."""
+    if config.non_llama_options:
+        options = ", ".join(f"{name}={value!r}" for name, value in config.non_llama_options.items())
+        raise ValueError(
+            f"transformers' LlamaForCausalLM has no {options}: this model loads with scratchformers' code only "
+            "(AutoModelForCausalLM with trust_remote_code=True)"
+        )
     return LlamaConfig(**_llama_fields(config), **_common(config))
 
 

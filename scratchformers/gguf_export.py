@@ -144,6 +144,8 @@ def export_gguf(model_dir, out_file, dtype: str = "f16", overwrite: bool = False
     if not (model_dir / "tokenizer.json").is_file():
         raise FileNotFoundError(f"{model_dir} holds no tokenizer.json: llama.cpp needs the tokenizer in the GGUF file")
     arch = ARCHITECTURES[family.model_type]
+    if getattr(model.config, "non_llama_options", None):
+        raise ValueError(f"llama.cpp's llama does not run {', '.join(model.config.non_llama_options)}: no GGUF export")
     expected_act = {"gpt2": ("gelu_new", "gelu_pytorch_tanh"), "llama": ("silu",)}[arch]
     if model.config.hidden_act not in expected_act:  # the activation is part of llama.cpp's graph, not of the file
         raise ValueError(f"hidden_act={model.config.hidden_act!r}: llama.cpp's {arch} runs {expected_act[0]}")

@@ -203,6 +203,9 @@ class ScratchForCausalLM:
         )
         # generate() asks for the last position only: no logits for the whole prompt
         logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))  # (B, T', V)
+        cap = getattr(self.config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = cap * torch.tanh(logits / cap)  # (B, T', V), every logit inside (-cap, cap)
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)

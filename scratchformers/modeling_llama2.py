@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from transformers import GenerationMixin
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_layers import (
@@ -129,13 +130,22 @@ class Llama2Attention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * hd, bias=bias)
         self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * hd, bias=bias)
         self.o_proj = nn.Linear(config.num_attention_heads * hd, config.hidden_size, bias=bias)
+        if config.qk_norm:
+            self.q_norm = Llama2RMSNorm(hd, eps=config.rms_norm_eps)
+            self.k_norm = Llama2RMSNorm(hd, eps=config.rms_norm_eps)
 
     def forward(self, hidden_states, position_embeddings, attention_mask=None, cache: Cache | None = None,
-                **kwargs: Unpack[TransformersKwargs]):
+                value_embeds: torch.Tensor | None = None, **kwargs: Unpack[TransformersKwargs]):
         B, T, _ = hidden_states.shape
-        q = self.q_proj(hidden_states).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
-        k = self.k_proj(hidden_states).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, n_kv, T, hd)
-        v = self.v_proj(hidden_states).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, n_kv, T, hd)
+        q = self.q_proj(hidden_states).view(B, T, -1, self.head_dim)  # (B, T, H, hd)
+        k = self.k_proj(hidden_states).view(B, T, -1, self.head_dim)  # (B, T, n_kv, hd)
+        v = self.v_proj(hidden_states)  # (B, T, n_kv * hd)
+        if self.config.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if value_embeds is not None:
+            v = v + value_embeds  # (B, T, n_kv * hd)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, H, T, hd), (B, n_kv, T, hd)
+        v = v.view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, n_kv, T, hd)
         cos, sin = position_embeddings
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         if cache is not None:
@@ -181,10 +191,10 @@ class Llama2DecoderLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.hidden_dropout)  # identity at the default 0.0, as in native Llama
 
     def forward(self, hidden_states, position_embeddings, attention_mask=None, cache: Cache | None = None,
-                **kwargs: Unpack[TransformersKwargs]):
+                value_embeds: torch.Tensor | None = None, **kwargs: Unpack[TransformersKwargs]):
         attn_output, _ = self.self_attn(
             self.input_layernorm(hidden_states), position_embeddings, attention_mask=attention_mask, cache=cache,
-            **kwargs,
+            value_embeds=value_embeds, **kwargs,
         )
         hidden_states = hidden_states + self.dropout(attn_output)  # (B, T, C)
         return hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states)))  # (B, T, C)
@@ -208,6 +218,11 @@ class Llama2PreTrainedModel(ScratchPreTrainedModel):
         "AutoModelForQuestionAnswering": "Llama2ForQuestionAnswering",
     }
 
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, Llama2Model) and module.config.unet_skips:
+            init.ones_(module.skip_weights)
+
 
 class Llama2Model(Llama2PreTrainedModel):
     """The bare LLaMA2 decoder: token embeddings, `num_hidden_layers` layers with RoPE, final RMSNorm."""
@@ -219,7 +234,23 @@ class Llama2Model(Llama2PreTrainedModel):
         self.layers = nn.ModuleList([Llama2DecoderLayer(config, i) for i in range(config.num_hidden_layers)])
         self.norm = Llama2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = Llama2RotaryEmbedding(config)
+        kv_size = config.num_key_value_heads * config.head_dim
+        self.value_embeds = nn.ModuleList(
+            [nn.Embedding(config.vocab_size, kv_size) for _ in range(config.num_value_embeddings)]
+        )
+        if config.unet_skips:
+            self.skip_weights = nn.Parameter(torch.ones(config.num_hidden_layers // 2))
         self.post_init()
+
+    def value_embeddings_per_layer(self, input_ids) -> list:
+        """Layer i's extra values: table i for layer i and for layer L-1-i, None for the layers in between."""
+        L, n = len(self.layers), len(self.value_embeds)
+        if n == 0:
+            return [None] * L
+        if input_ids is None:
+            raise ValueError("num_value_embeddings > 0 looks values up by token id: pass input_ids, not inputs_embeds")
+        tables = [table(input_ids) for table in self.value_embeds]  # n x (B, T, n_kv * hd)
+        return [tables[i] if i < n else tables[L - 1 - i] if L - 1 - i < n else None for i in range(L)]
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @merge_with_config_defaults
@@ -242,11 +273,17 @@ class Llama2Model(Llama2PreTrainedModel):
             self, self.embed_tokens, input_ids, inputs_embeds, attention_mask, position_ids, cache, use_cache
         )
         position_embeddings = self.rotary_emb(hidden_states, position_ids)  # 2 x (B, T, hd), shared by all layers
-        for layer in self.layers:
+        value_embeds = self.value_embeddings_per_layer(input_ids)
+        L, skips = len(self.layers), []
+        for i, layer in enumerate(self.layers):
+            if self.config.unet_skips and i >= L - L // 2:  # the output of layer L-1-i, the last one still kept
+                hidden_states = hidden_states + self.skip_weights[L - 1 - i] * skips.pop()
             hidden_states = layer(
                 hidden_states, position_embeddings, attention_mask=causal_mask, position_ids=position_ids,
-                cache=cache, **kwargs,
+                cache=cache, value_embeds=value_embeds[i], **kwargs,
             )
+            if self.config.unet_skips and i < L // 2:
+                skips.append(hidden_states)
         return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), cache=cache)
 
 

@@ -11,7 +11,7 @@ from transformers import TrainingArguments
 import scratchformers  # noqa: F401  (registers the Auto classes)
 from scratchformers.tokenization_scratch import train_tokenizer
 from scratchformers.training.arguments import ModelArguments, PretrainDataArguments
-from scratchformers.training.optim import MuonAdamW, build_muon_adamw, muon_parameter_names
+from scratchformers.training.optim import Muon, MuonAdamW, build_muon_adamw, muon_parameter_names
 from scratchformers.training.pretrain import run_pretrain
 from scratchformers.training.synthetic import make_story_corpus
 
@@ -48,6 +48,42 @@ def test_one_scheduler_scales_both_halves_and_a_step_moves_every_parameter(famil
     assert moved == set(before)
     optimizer.zero_grad()
     assert all(p.grad is None for p in model.parameters())
+
+
+def _muon_steps(optimizer_class, params, grads, **kwargs):
+    params = [torch.nn.Parameter(p.clone()) for p in params]
+    optimizer = optimizer_class(params, lr=0.02, weight_decay=0.1, **kwargs)
+    for step_grads in grads:
+        for param, grad in zip(params, step_grads):
+            param.grad = grad.clone()
+        optimizer.step()
+    return [p.detach() for p in params]
+
+
+@pytest.mark.parametrize("adjust_lr_fn", [None, "match_rms_adamw"])
+def test_our_muon_in_bfloat16_is_torchs_muon_step_for_step(adjust_lr_fn):
+    torch.manual_seed(0)
+    params = [torch.randn(48, 128), torch.randn(128, 48)]  # wide and tall: both sides of the transpose
+    grads = [[torch.randn_like(p) for p in params] for _ in range(3)]
+    theirs = _muon_steps(torch.optim.Muon, params, grads, adjust_lr_fn=adjust_lr_fn)
+    ours = _muon_steps(Muon, params, grads, adjust_lr_fn=adjust_lr_fn, ns_dtype=torch.bfloat16)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    in_float32 = _muon_steps(Muon, params, grads, adjust_lr_fn=adjust_lr_fn)  # the default
+    assert all(not torch.equal(a, b) and torch.allclose(a, b, atol=2e-3) for a, b in zip(in_float32, theirs))
+
+
+def test_muon_orthogonalizes_in_float32_to_singular_values_near_one():
+    torch.manual_seed(0)
+    grad = torch.randn(64, 32) @ torch.diag(torch.logspace(-3, 1, 32))  # condition number 10,000
+    update = Muon.orthogonalize(grad, (3.4445, -4.7750, 2.0315), 5, 1e-7, torch.float32)
+    assert update.dtype == torch.float32 and update.shape == grad.shape
+    singular = torch.linalg.svdvals(update)
+    assert singular[:20].min() > 0.6 and singular.max() < 1.3  # 1e-3 .. 10 in, all but the weakest near 1 out
+
+
+def test_muon_adamw_on_cpu_runs_newton_schulz_in_float32(family):
+    optimizer = build_muon_adamw(family.model(), TrainingArguments(output_dir="unused", report_to=[]), [])
+    assert isinstance(optimizer.muon, Muon) and optimizer.muon.ns_dtype == torch.float32
 
 
 def test_muon_adamw_needs_a_matrix_for_muon():

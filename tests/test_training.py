@@ -290,3 +290,34 @@ def test_random_windows_are_slices_of_the_stream_that_move_every_epoch(tokenizer
     assert [int(windows[i]["input_ids"][0]) - 100 for i in range(5)] == starts[2]  # deterministic: resume-safe
     with pytest.raises(ValueError, match="at least two blocks"):
         RandomWindows(blocks.select([0]), 8)
+
+
+def test_late_dropout_keeps_dropout_off_for_the_first_epochs_and_the_saved_config_keeps_its_rate(
+    corpus, tokenizer_dir, tmp_path
+):
+    from transformers import TrainerCallback
+
+    seen = []  # (epoch when the step began, rate of the dropout layers during the step)
+
+    class Spy(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+            seen.append((seen[-1][2] if seen else 0.0, rates, state.epoch))
+
+    run_pretrain(
+        ModelArguments(preset="llama2-tiny", config_overrides=TINY_LLAMA + ",hidden_dropout=0.2",
+                       tokenizer_name_or_path=str(tokenizer_dir)),
+        PretrainDataArguments(train_files=[str(corpus)], block_size=32, sample_max_new_tokens=8, overwrite=True,
+                              dropout_after_epochs=0.25),
+        tiny_args(tmp_path, max_steps=40, eval_strategy="no", save_strategy="no", per_device_train_batch_size=8),
+        callbacks=[Spy()],
+        verbose=False,
+    )
+    assert seen[-1][2] > 0.35  # the run crossed the switch
+    assert all(rates == ({0.0} if began < 0.25 else {0.2}) for began, rates, _ in seen)
+    assert {0.0} in [r for _, r, _ in seen] and {0.2} in [r for _, r, _ in seen]
+    assert json.loads((tmp_path / "config.json").read_text())["hidden_dropout"] == 0.2
+    with pytest.raises(ValueError, match="dropout_after_epochs must be >= 0, got -1"):
+        from scratchformers.training.data import LateDropout
+
+        LateDropout(torch.nn.Dropout(0.1), -1)

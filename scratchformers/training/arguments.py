@@ -112,6 +112,13 @@ class PretrainDataArguments:
         default=False,
         metadata={"help": "BERT presets: mask every WordPiece of a word together (each CJK character is a word)."},
     )
+    dropout_after_epochs: float = field(
+        default=0.0,
+        metadata={
+            "help": "Late dropout: the model's dropout layers (e.g. hidden_dropout) stay off for this many epochs, "
+            "then work at their configured rates; a corpus seen once or twice is not overfitted yet. 0: from the start."
+        },
+    )
     use_muon: bool = field(
         default=False,
         metadata={

@@ -232,6 +232,37 @@ class EpochToDataset(TrainerCallback):
         self.dataset.set_epoch(math.floor(state.epoch or 0))
 
 
+class LateDropout(TrainerCallback):
+    """Keeps the model's dropout layers off for the first `after_epochs` epochs, then at their configured rates.
+
+    "Late dropout" (Liu et al., 2023, Dropout Reduces Underfitting): a model that sees its corpus once or twice does
+    not overfit, so dropout there only slows learning; after a few epochs it does, and dropout pays. The rates are
+    read from the `nn.Dropout` modules when training begins and given back when it ends; a resumed run switches by
+    the epoch of its checkpoint. The config is never changed, so a saved model keeps its rates.
+    """
+
+    def __init__(self, model, after_epochs: float):
+        if after_epochs < 0:
+            raise ValueError(f"dropout_after_epochs must be >= 0, got {after_epochs}")
+        self.after_epochs = after_epochs
+        self.rates = {module: module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
+
+    def _switch(self, state):
+        on = (state.epoch or 0) >= self.after_epochs
+        for module, rate in self.rates.items():
+            module.p = rate if on else 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._switch(state)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._switch(state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for module, rate in self.rates.items():
+            module.p = rate
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # SFT: instruction/input/output rows or chat `messages`, loss only on the assistant's tokens
 

@@ -24,7 +24,7 @@ from .common import (
     start_run,
     train_and_save,
 )
-from .data import WholeWordMaskCollator, pack_mlm_dataset, pack_splits, split_validation
+from .data import LateDropout, WholeWordMaskCollator, pack_mlm_dataset, pack_splits, split_validation
 
 
 def masked_token_accuracy(eval_prediction) -> dict:
@@ -112,6 +112,9 @@ def run_mlm(
             + (f", {len(eval_dataset)} validation blocks" if eval_dataset is not None else "")
         )
     no_eval_without_data(training_args, eval_dataset)
+    callbacks = list(callbacks or [])
+    if data_args.dropout_after_epochs:
+        callbacks.append(LateDropout(model, data_args.dropout_after_epochs))
     trainer = ScratchTrainer(
         model=model,
         args=training_args,

@@ -26,7 +26,7 @@ from .common import (
     start_run,
     train_and_save,
 )
-from .data import EpochToDataset, RandomWindows, pack_dataset, pack_splits, split_validation
+from .data import EpochToDataset, LateDropout, RandomWindows, pack_dataset, pack_splits, split_validation
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ def run_pretrain(
     if data_args.window_sampling == "random":
         train_dataset = RandomWindows(train_dataset, data_args.block_size, training_args.seed)
         callbacks.append(EpochToDataset(train_dataset))
+    if data_args.dropout_after_epochs:
+        callbacks.append(LateDropout(model, data_args.dropout_after_epochs))
     trainer = ScratchTrainer(
         model=model,
         args=training_args,
