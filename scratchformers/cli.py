@@ -100,7 +100,7 @@ COMMON_TRAINING_FLAGS = (
     "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps",
     "weight_decay", "adam_beta2", "max_grad_norm", "logging_steps", "eval_strategy", "eval_steps", "save_strategy",
     "save_steps", "save_total_limit", "resume_from_checkpoint", "seed", "bf16", "activation_checkpointing",
-    "torch_compile", "report_to", "disable_tqdm",
+    "torch_compile", "report_to",
 )
 
 

@@ -92,8 +92,8 @@ class PretrainDataArguments:
     window_sampling: str = field(
         default="random",
         metadata={
-            "help": "'random': every epoch draws windows that start anywhere in the token stream, as nanoGPT does "
-            "(less overfitting over many epochs); 'fixed': the same blocks every epoch.",
+            "help": "'random': each epoch's windows start anywhere in the tokens, as in nanoGPT (less "
+            "overfitting); 'fixed': the same blocks every epoch.",
             "choices": ["random", "fixed"],
         },
     )
@@ -101,8 +101,8 @@ class PretrainDataArguments:
     time_budget: str | None = field(
         default=None,
         metadata={
-            "help": "Train for this much wall-clock, e.g. 120s, 2m, 10m, 1h: training stops when it is spent and the "
-            "learning-rate schedule (warmup as a fraction, e.g. --warmup_steps 0.02) follows the time spent."
+            "help": "Train for this much wall-clock (120s, 2m, 10m, 1h); the learning-rate schedule (warmup as a "
+            "fraction: --warmup_steps 0.02) follows the time spent."
         },
     )
     mlm_probability: float = field(
@@ -115,15 +115,15 @@ class PretrainDataArguments:
     dropout_after_epochs: float = field(
         default=0.0,
         metadata={
-            "help": "Late dropout: the model's dropout layers (e.g. hidden_dropout) stay off for this many epochs, "
-            "then work at their configured rates; a corpus seen once or twice is not overfitted yet. 0: from the start."
+            "help": "Late dropout: the model's dropout layers stay off for this many epochs, then work at their "
+            "configured rates. 0: from the start."
         },
     )
     use_muon: bool = field(
         default=False,
         metadata={
-            "help": "Train the hidden weight matrices with Muon (torch.optim.Muon, scaled to AdamW's step size, so the "
-            "same --learning_rate) and embeddings, head, norms and biases with AdamW."
+            "help": "Muon (scaled to AdamW's step size: same --learning_rate) for the hidden weight matrices, "
+            "AdamW for embeddings, head, norms and biases."
         },
     )
     max_eval_samples: int | None = field(
