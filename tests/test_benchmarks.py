@@ -5,6 +5,9 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+import torch
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_models.py"
 
 
@@ -112,3 +115,28 @@ def test_runtimes_benchmark_measures_every_installed_runtime_against_pytorch_fp3
     fp32 = record["rows"][0]["nats_per_char"]
     assert all(abs(row["nats_per_char"] - fp32) < 0.05 for row in record["rows"])  # the same model in each runtime
     assert len(list((tmp_path / "out").glob("runtimes_*.json"))) == 1
+
+
+def test_nanogpt_benchmark_checks_parity_on_the_same_weights_then_times_both(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_nanogpt", BENCH.parent / "bench_nanogpt.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--smoke", "--out", str(tmp_path)])
+
+    (row,) = result["rows"]
+    assert row["preset"] == "gpt-micro" and row["max_abs_logit_diff"] <= 1e-5
+    for key in ("ours", "nanogpt", "control"):
+        assert math.isfinite(row["tokens_per_s"][key]) and row["tokens_per_s"][key] > 0
+    assert row["ratio"] == row["tokens_per_s"]["ours"] / row["tokens_per_s"]["nanogpt"]
+    assert json.loads(next(tmp_path.glob("nanogpt_*_smoke.json")).read_text())["rows"][0]["size"] == "micro"
+    assert "| gpt-micro |" in (tmp_path / "latest_nanogpt_smoke.md").read_text()
+
+    # the check that makes the timing meaningful fails loudly when the models differ
+    nanogpt = bench.load_nanogpt(bench.PEER_DIR)
+    ours, peer, control = bench.build_trio(nanogpt, "gpt-micro", vocab_size=64)
+    with torch.no_grad():
+        peer.transformer.ln_f.bias.add_(0.1)
+    with pytest.raises(SystemExit, match="disagree on the same weights"):
+        bench.check_parity(peer, control, torch.randint(0, 64, (2, 16)))
+    with pytest.raises(SystemExit, match="No nanoGPT model.py in"):
+        bench.load_nanogpt(tmp_path)
