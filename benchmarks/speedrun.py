@@ -21,6 +21,7 @@ train, last 10% validate), TinyStories (the train sample; the valid sample valid
     python benchmarks/speedrun.py --budget 10m                      # tinyshakespeare, the three runs
     python benchmarks/speedrun.py --budget 2m --runs recipe,recipe-gpt
     python benchmarks/speedrun.py --budget 10m --corpora tinystories,hongloumeng --runs recipe,gpt-mini-before
+    python benchmarks/speedrun.py --budget 2m --runs recipe --repeats 4   # the spread: a short budget is noisier
 
 Writes benchmarks/results/speedrun_<date>_<budget>.json and prints a Markdown table; each run's folder (model,
 loss_vs_time.png, samples.txt, all_results.json) stays under --output_dir.
@@ -33,6 +34,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -69,7 +71,7 @@ def corpus_files(name: str, data_dir: Path, work: Path) -> tuple[Path, Path]:
     return folder / "train.txt", folder / "validation.txt"
 
 
-def run_one(run: str, corpus: str, budget: str, train: Path, validation: Path, out: Path) -> dict:
+def run_one(run: str, corpus: str, budget: str, train: Path, validation: Path, out: Path, repeat: int = 1) -> dict:
     command = [
         sys.executable, "-m", "scratchformers.cli", "pretrain", *RUNS[run],
         "--train_files", str(train), "--validation_files", str(validation),
@@ -83,6 +85,7 @@ def run_one(run: str, corpus: str, budget: str, train: Path, validation: Path, o
     return {
         "run": run,
         "corpus": corpus,
+        "repeat": repeat,
         "model_type": config["model_type"],
         "layers_x_width": f"{config['num_hidden_layers']}x{config['hidden_size']}",
         "context": config["max_position_embeddings"],
@@ -112,7 +115,16 @@ def markdown(results: list[dict], budget: str) -> str:
     return "\n".join(lines)
 
 
-def main():
+def spread(results: list[dict]) -> list[dict]:
+    """Mean, min and max nats/char of each (corpus, run) that ran more than once."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for r in results:
+        groups.setdefault((r["corpus"], r["run"]), []).append(r["nats_per_char"])
+    return [dict(corpus=corpus, run=run, repeats=len(values), mean=statistics.fmean(values), min=min(values),
+                 max=max(values)) for (corpus, run), values in groups.items() if len(values) > 1]
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", default="10m", help="time budget of each run: 120s, 2m, 10m, ...")
     parser.add_argument("--corpora", default="tinyshakespeare", help="comma-separated: tinyshakespeare,tinystories,hongloumeng")
@@ -120,7 +132,11 @@ def main():
     parser.add_argument("--data_dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--output_dir", default="benchmark_output/speedrun")
     parser.add_argument("--results_dir", default=str(ROOT / "benchmarks" / "results"))
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each command, one after the other (the "
+                        "table adds their mean, min and max)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be at least 1, got {args.repeats}")
 
     data_dir, work = Path(args.data_dir), Path(args.output_dir)
     runs = args.runs.split(",")
@@ -134,8 +150,10 @@ def main():
     for corpus in args.corpora.split(","):
         train, validation = corpus_files(corpus, data_dir, work)
         for run in runs:
-            results.append(run_one(run, corpus, args.budget, train, validation, work / corpus / f"{run}_{args.budget}"))
-            print(markdown(results[-1:], args.budget), flush=True)
+            for repeat in range(1, args.repeats + 1):
+                name = f"{run}_{args.budget}" + (f"_{repeat}" if args.repeats > 1 else "")
+                results.append(run_one(run, corpus, args.budget, train, validation, work / corpus / name, repeat))
+                print(markdown(results[-1:], args.budget), flush=True)
     record = {
         "date": started.isoformat(timespec="seconds"),
         "budget": args.budget,
@@ -145,7 +163,9 @@ def main():
             "python": platform.python_version(),
         },
         "nanogpt_references": NANOGPT_REFERENCES,
+        "repeats": args.repeats,
         "results": results,
+        "spread": spread(results),
     }
     try:
         import torch
@@ -158,9 +178,12 @@ def main():
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"speedrun_{started:%Y%m%d-%H%M%S}_{args.budget}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\n{markdown(results, args.budget)}\n\nnanoGPT (character level, same split): " + "; ".join(
+    summary = "".join(f"\n{g['corpus']} {g['run']}: mean {g['mean']:.3f} over {g['repeats']} runs "
+                      f"({g['min']:.3f}-{g['max']:.3f})" for g in record["spread"])
+    print(f"\n{markdown(results, args.budget)}\n{summary}\n\nnanoGPT (character level, same split): " + "; ".join(
         f"{value} after {seconds // 60}:{seconds % 60:02d}" for _, seconds, value in NANOGPT_REFERENCES
     ) + f"\nresults: {path}")
+    return record
 
 
 if __name__ == "__main__":

@@ -140,3 +140,27 @@ def test_nanogpt_benchmark_checks_parity_on_the_same_weights_then_times_both(tmp
         bench.check_parity(peer, control, torch.randint(0, 64, (2, 16)))
     with pytest.raises(SystemExit, match="No nanoGPT model.py in"):
         bench.load_nanogpt(tmp_path)
+
+
+def test_speedrun_repeats_each_command_and_records_the_spread(tmp_path):
+    from scratchformers.training.synthetic import make_story_corpus
+
+    spec = importlib.util.spec_from_file_location("speedrun", BENCH.parent / "speedrun.py")
+    speedrun = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speedrun)
+    data = tmp_path / "shared"
+    data.mkdir()
+    (data / "en_tinyshakespeare.txt").write_text("\n\n".join(make_story_corpus(120, seed=5)) + "\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="--repeats must be at least 1, got 0"):
+        speedrun.main(["--repeats", "0", "--data_dir", str(data)])
+
+    record = speedrun.main(["--budget", "2s", "--runs", "recipe", "--repeats", "2", "--data_dir", str(data),
+                            "--output_dir", str(tmp_path / "work"), "--results_dir", str(tmp_path / "results")])
+
+    assert [r["repeat"] for r in record["results"]] == [1, 2]
+    assert {Path(r["output_dir"]).name for r in record["results"]} == {"recipe_2s_1", "recipe_2s_2"}
+    values = [r["nats_per_char"] for r in record["results"]]
+    (group,) = record["spread"]
+    assert group["repeats"] == 2 and group["min"] == min(values) and group["max"] == max(values)
+    assert group["mean"] == pytest.approx(sum(values) / 2)
+    assert json.loads(next((tmp_path / "results").glob("speedrun_*_2s.json")).read_text())["repeats"] == 2
