@@ -109,8 +109,8 @@ def check_parity(peer, control, batch) -> float:
 def rotated(fns: dict, warmup: int, repeats: int) -> dict:
     """Median seconds per call of each function; round r calls them in the order rotated by r.
 
-    With three models, reversing the order every round (as `bench_models.interleaved` does for two) would leave the
-    middle one always after the same neighbours; rotating puts every model after every other one equally often.
+    With three models, reversing the order every round (as `bench_models.interleaved` does for two) would keep the
+    middle one in the middle; rotating puts every model first, second and last equally often (repeats a multiple of 3).
     """
     names = list(fns)
     for _ in range(warmup):
@@ -145,7 +145,7 @@ def bench_size(nanogpt, size: str, batch: int, seq: int, vocab_size: int, warmup
         optimizers["nanogpt"].zero_grad(set_to_none=True)
 
     seconds = rotated({"ours": lambda: step_ours(ours, optimizers["ours"]), "nanogpt": step_peer,
-                           "control": lambda: step_ours(control, optimizers["control"])}, warmup, repeats)
+                       "control": lambda: step_ours(control, optimizers["control"])}, warmup, repeats)
     tps = {name: batch * seq / s for name, s in seconds.items()}
     return dict(size=size, preset=preset, params=sum(p.numel() for p in ours.parameters()), batch=batch, seq=seq,
                 max_abs_logit_diff=diff, ms_per_step={k: 1000 * v for k, v in seconds.items()},
