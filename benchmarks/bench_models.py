@@ -214,15 +214,25 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def interleaved(fns: dict, warmup: int, repeats: int) -> dict:
-    """Median seconds per call of each function, calls interleaved round-robin (order reversed every round)."""
+def interleaved(fns: dict, warmup: int, repeats: int, rotate: bool = False) -> dict:
+    """Median seconds per call of each function, calls interleaved round-robin.
+
+    The order is reversed every round, or with `rotate` rotated by one place every round: with three functions,
+    reversing keeps the middle one in the middle, while rotating puts each first, second and last equally often
+    (repeats a multiple of 3).
+    """
     names = list(fns)
     for _ in range(warmup):
         for name in names:
             fns[name]()
     times = {name: [] for name in names}
     for r in range(repeats):
-        for name in names if r % 2 == 0 else reversed(names):
+        if rotate:
+            shift = r % len(names)
+            order = names[shift:] + names[:shift]
+        else:
+            order = names if r % 2 == 0 else names[::-1]
+        for name in order:
             times[name].append(timed(fns[name]))
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -622,15 +632,20 @@ def run(args, mode, settings, families, command) -> dict:
     result["load_average_end"] = load_average()
     result["wall_seconds"] = time.perf_counter() - started
 
-    table = markdown(result)
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    json_path = args.out / f"{stamp}_{mode}.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"latest_{mode}.md").write_text(table)
-    log(f"[bench] wrote {json_path} and {args.out / f'latest_{mode}.md'}")
+    write_results(result, markdown(result), args.out, mode)
     return result
+
+
+def write_results(result: dict, table: str, out: Path, mode: str, prefix: str = "") -> Path:
+    """Print the table; write `out/<prefix><UTC stamp>_<mode>.json` and `out/latest_<prefix><mode>.md`."""
+    print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    json_path = out / f"{prefix}{stamp}_{mode}.json"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"latest_{prefix}{mode}.md").write_text(table)
+    log(f"[bench] wrote {json_path} and {out / f'latest_{prefix}{mode}.md'}")
+    return json_path
 
 
 if __name__ == "__main__":

@@ -30,9 +30,7 @@ import contextlib
 import datetime
 import importlib.util
 import io
-import json
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,7 +39,9 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_models import fmt_ratio, load_average, machine_info, make_optimizer, timed  # noqa: E402
+from bench_models import (  # noqa: E402
+    fmt_ratio, interleaved, load_average, machine_info, make_optimizer, write_results,
+)
 
 import scratchformers as sf  # noqa: E402
 
@@ -106,24 +106,6 @@ def check_parity(peer, control, batch) -> float:
     return diff
 
 
-def rotated(fns: dict, warmup: int, repeats: int) -> dict:
-    """Median seconds per call of each function; round r calls them in the order rotated by r.
-
-    With three models, reversing the order every round (as `bench_models.interleaved` does for two) would keep the
-    middle one in the middle; rotating puts every model first, second and last equally often (repeats a multiple of 3).
-    """
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
-    times = {name: [] for name in names}
-    for r in range(repeats):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            times[name].append(timed(fns[name]))
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def bench_size(nanogpt, size: str, batch: int, seq: int, vocab_size: int, warmup: int, repeats: int) -> dict:
     preset = SIZES[size]
     ours, peer, control = build_trio(nanogpt, preset, vocab_size)
@@ -144,8 +126,9 @@ def bench_size(nanogpt, size: str, batch: int, seq: int, vocab_size: int, warmup
         optimizers["nanogpt"].step()
         optimizers["nanogpt"].zero_grad(set_to_none=True)
 
-    seconds = rotated({"ours": lambda: step_ours(ours, optimizers["ours"]), "nanogpt": step_peer,
-                       "control": lambda: step_ours(control, optimizers["control"])}, warmup, repeats)
+    steps = {"ours": lambda: step_ours(ours, optimizers["ours"]), "nanogpt": step_peer,
+             "control": lambda: step_ours(control, optimizers["control"])}
+    seconds = interleaved(steps, warmup, repeats, rotate=True)
     tps = {name: batch * seq / s for name, s in seconds.items()}
     return dict(size=size, preset=preset, params=sum(p.numel() for p in ours.parameters()), batch=batch, seq=seq,
                 max_abs_logit_diff=diff, ms_per_step={k: 1000 * v for k, v in seconds.items()},
@@ -223,15 +206,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(threads)
     result["load_average_end"] = load_average()
     result["wall_seconds"] = time.perf_counter() - started
-    table = markdown(result)
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    mode = "smoke" if args.smoke else "full"
-    json_path = args.out / f"nanogpt_{stamp}_{mode}.json"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"latest_nanogpt_{mode}.md").write_text(table)
-    log(f"[nanogpt] wrote {json_path}")
+    write_results(result, markdown(result), args.out, "smoke" if args.smoke else "full", prefix="nanogpt_")
     return result
 
 

@@ -11,8 +11,9 @@ import torch
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_models.py"
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_models", BENCH)
+def load_bench(name: str = "bench_models"):
+    """A script of benchmarks/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, BENCH.with_name(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -98,9 +99,7 @@ def test_runtimes_benchmark_measures_every_installed_runtime_against_pytorch_fp3
                                    eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
-    spec = util.spec_from_file_location("runtimes", BENCH.with_name("runtimes.py"))
-    runtimes = util.module_from_spec(spec)
-    spec.loader.exec_module(runtimes)
+    runtimes = load_bench("runtimes")
     record = runtimes.main([str(tmp_path / "model"), "--validation_file", str(tmp_path / "val.txt"), "--prompts", "3",
                             "--max_new_tokens", "4", "--validation_chars", "600", "--results_dir", str(tmp_path / "out")])
 
@@ -118,9 +117,7 @@ def test_runtimes_benchmark_measures_every_installed_runtime_against_pytorch_fp3
 
 
 def test_nanogpt_benchmark_checks_parity_on_the_same_weights_then_times_both(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_nanogpt", BENCH.parent / "bench_nanogpt.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("bench_nanogpt")
     result = bench.main(["--smoke", "--out", str(tmp_path)])
 
     (row,) = result["rows"]
@@ -145,9 +142,7 @@ def test_nanogpt_benchmark_checks_parity_on_the_same_weights_then_times_both(tmp
 def test_speedrun_repeats_each_command_and_records_the_spread(tmp_path):
     from scratchformers.training.synthetic import make_story_corpus
 
-    spec = importlib.util.spec_from_file_location("speedrun", BENCH.parent / "speedrun.py")
-    speedrun = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(speedrun)
+    speedrun = load_bench("speedrun")
     data = tmp_path / "shared"
     data.mkdir()
     (data / "en_tinyshakespeare.txt").write_text("\n\n".join(make_story_corpus(120, seed=5)) + "\n", encoding="utf-8")
