@@ -321,6 +321,22 @@ def run_command(command: str, parsed) -> object:
         return run_demo(*parsed)
     training_args = parsed[-1]
     _needs_output_dir(training_args, command)
+    try:
+        return _run_training_command(command, parsed)
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Destroy the torch.distributed group a training job joined (under `accelerate launch` / `torchrun`) before
+    the interpreter exits: a gloo group left to finalisation can abort the process at exit (SIGABRT, "terminate
+    called without an active exception", pytorch/pytorch#190489) after a run that succeeded."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
+
+
+def _run_training_command(command: str, parsed) -> object:
     if command == "pretrain":
         from .training.pretrain import run_pretrain
 

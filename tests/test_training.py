@@ -237,6 +237,43 @@ def test_accelerate_launch_two_cpu_processes_trains(corpus, tmp_path):
     assert type(model).__name__ == "GPTForCausalLM" and model.config.num_hidden_layers == 2
 
 
+def test_a_distributed_job_leaves_its_process_group_before_exit(corpus, tmp_path):
+    """Under torchrun's environment the CLI joins a gloo group and destroys it when the job ends: a group left to
+    the interpreter's finalisation made a worker of the 2-process test above abort at exit (SIGABRT) after training
+    had succeeded."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["pretrain", "--train_files", str(corpus), "--output_dir", str(tmp_path / "run"), "--vocab_size", "300",
+            "--config_overrides", TINY_GPT, "--block_size", "32", "--max_steps", "1", "--eval_strategy", "no",
+            "--save_strategy", "no", "--disable_tqdm", "true", "--sample_max_new_tokens", "0"]
+    script = (
+        "import sys, torch.distributed as dist, accelerate\n"
+        "from scratchformers.cli import main\n"
+        f"assert main({args!r}) == 0\n"
+        "print(accelerate.PartialState().distributed_type, accelerate.PartialState().num_processes)\n"
+        "print('still initialized' if dist.is_initialized() else 'destroyed')\n"
+    )
+    env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    joined, state = result.stdout.strip().splitlines()[-2:]
+    assert joined == "DistributedType.MULTI_CPU 1", joined  # the job did run in a process group
+    assert state == "destroyed"
+    assert not (tmp_path / "run" / "samples.txt").exists()  # --sample_max_new_tokens 0: no samples
+
+
+def test_a_negative_sample_length_is_refused_before_anything_is_written(corpus, tmp_path):
+    data_args = PretrainDataArguments(train_files=[str(corpus)], sample_max_new_tokens=-1)
+    args = TrainingArguments(str(tmp_path / "run"), use_cpu=True, report_to="none")
+    with pytest.raises(ValueError, match="--sample_max_new_tokens must be >= 0.*got -1"):
+        run_pretrain(ModelArguments(preset="gpt-micro"), data_args, args, verbose=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_any_file_the_run_would_write_needs_overwrite(corpus, tokenizer_dir, tmp_path):
     out = tmp_path / "run"
     out.mkdir()

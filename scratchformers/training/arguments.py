@@ -137,7 +137,7 @@ class PretrainDataArguments:
     sample_prompts: list[str] = field(
         default_factory=lambda: [""], metadata={"help": "Prompts sampled at the end ('' starts from <|endoftext|>)."}
     )
-    sample_max_new_tokens: int = field(default=80, metadata={"help": "Length of the samples printed at the end."})
+    sample_max_new_tokens: int = field(default=80, metadata={"help": "Length of the samples printed at the end (0: none)."})
     sample_max_chars: int | None = field(
         default=None, metadata={"help": "Cut each sample to this many characters (samples.txt keeps the same)."}
     )
@@ -157,7 +157,7 @@ class SFTArguments:
     )
     num_proc: int | None = field(default=None, metadata={"help": "Processes for dataset.map (tokenization)."})
     sample_prompts: list[str] = field(default_factory=list, metadata={"help": "User messages answered at the end."})
-    sample_max_new_tokens: int = field(default=80, metadata={"help": "Length of the answers printed at the end."})
+    sample_max_new_tokens: int = field(default=80, metadata={"help": "Length of the answers printed at the end (0: none)."})
     overwrite: bool = field(default=False, metadata={"help": "Write over an --output_dir that holds results."})
 
 

@@ -52,6 +52,8 @@ def run_pretrain(
         config = config_from_preset(model_args.preset, **parse_config_overrides(model_args.config_overrides))
     else:
         config = load_config(model_args.model_name_or_path)
+    if data_args.sample_max_new_tokens < 0:
+        raise ValueError(f"--sample_max_new_tokens must be >= 0 (0: no samples), got {data_args.sample_max_new_tokens}")
     if not family_of(config).is_decoder:
         from .mlm import run_mlm
 
@@ -120,15 +122,17 @@ def run_pretrain(
                 {"elapsed_seconds": metrics["train_wall_seconds"], "eval_loss": metrics["eval_nats_per_token"]}
             ]
             plot_loss_vs_time(history, output_dir / "loss_vs_time.png", chars_per_token, references, "pretraining")
-        samples = sample_texts(
-            trainer.model, tokenizer, data_args.sample_prompts, data_args.sample_max_new_tokens, training_args.seed
-        )
-        if data_args.sample_max_chars:
-            samples = [text[: data_args.sample_max_chars] for text in samples]
-        (output_dir / "samples.txt").write_text(
-            "".join(f"--- prompt {prompt!r}\n{text}\n\n" for prompt, text in zip(data_args.sample_prompts, samples)),
-            encoding="utf-8",
-        )
+        samples = []
+        if data_args.sample_max_new_tokens:
+            samples = sample_texts(
+                trainer.model, tokenizer, data_args.sample_prompts, data_args.sample_max_new_tokens, training_args.seed
+            )
+            if data_args.sample_max_chars:
+                samples = [text[: data_args.sample_max_chars] for text in samples]
+            (output_dir / "samples.txt").write_text(
+                "".join(f"--- prompt {p!r}\n{text}\n\n" for p, text in zip(data_args.sample_prompts, samples)),
+                encoding="utf-8",
+            )
         if verbose:
             if budget is not None:
                 print(
@@ -147,5 +151,6 @@ def run_pretrain(
                 )
             for prompt, text in zip(data_args.sample_prompts, samples):
                 print(f"[pretrain] sample (prompt {prompt!r}):\n{text}\n")
-            print(f"[pretrain] model, tokenizer, samples.txt and loss curves saved to {training_args.output_dir}")
+            saved = "samples.txt and loss curves" if samples else "loss curves"
+            print(f"[pretrain] model, tokenizer, {saved} saved to {training_args.output_dir}")
     return metrics

@@ -37,6 +37,8 @@ def run_sft(args: SFTArguments, training_args: TrainingArguments, callbacks=None
         raise ValueError("sft needs --model_name_or_path (a pretrained model folder, e.g. from `scratchformers pretrain`)")
     if not args.train_file:
         raise ValueError("sft needs --train_file (JSONL with instruction/input/output or messages)")
+    if args.sample_max_new_tokens < 0:
+        raise ValueError(f"--sample_max_new_tokens must be >= 0 (0: no answers), got {args.sample_max_new_tokens}")
     resume = start_run(training_args, args.overwrite)
 
     model = load_pretrained(args.model_name_or_path)
@@ -84,7 +86,7 @@ def run_sft(args: SFTArguments, training_args: TrainingArguments, callbacks=None
             if "eval_loss" in metrics:
                 print(f"[sft] validation loss on assistant tokens {metrics['eval_loss']:.4f} nats/token")
             trainer.model.eval()
-            for prompt in args.sample_prompts:
+            for prompt in args.sample_prompts if args.sample_max_new_tokens else []:
                 answer = chat(trainer.model, tokenizer, prompt, args.sample_max_new_tokens)
                 print(f"[sft] user: {prompt}\n[sft] assistant: {answer}\n")
             print(f"[sft] model and tokenizer saved to {training_args.output_dir}")
