@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -41,6 +42,8 @@ def test_recipe_runs_the_documented_command_and_writes_an_ordinary_model_folder(
     results = json.loads((out / "all_results.json").read_text())
     assert results["train_wall_seconds"] <= 3.0 + 2.0 and results["eval_nats_per_char"] > 0
     assert results["eval_context"] == settings["block_size"]
+    used = torch.load(out / "training_args.bin", weights_only=False)  # the arguments Trainer built its optimizer from
+    assert (used.weight_decay, used.learning_rate) == (settings["weight_decay"], settings["learning_rate"])
     assert (out / "loss_vs_time.png").is_file()
     sample = (out / "samples.txt").read_text(encoding="utf-8")
     assert 0 < len(sample.split("\n", 1)[1].strip()) <= settings["sample_max_chars"]
