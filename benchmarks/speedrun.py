@@ -22,6 +22,7 @@ train, last 10% validate), TinyStories (the train sample; the valid sample valid
     python benchmarks/speedrun.py --budget 2m --runs recipe,recipe-gpt
     python benchmarks/speedrun.py --budget 10m --corpora tinystories,hongloumeng --runs recipe,gpt-mini-before
     python benchmarks/speedrun.py --budget 2m --runs recipe --repeats 4   # the spread: a short budget is noisier
+    python benchmarks/speedrun.py --budget 10m --runs recipe --ensemble 3  # 3 models side by side, one ensemble
 
 Writes benchmarks/results/speedrun_<date>_<budget>.json and prints a Markdown table; each run's folder (model,
 loss_vs_time.png, samples.txt, all_results.json) stays under --output_dir.
@@ -71,15 +72,23 @@ def corpus_files(name: str, data_dir: Path, work: Path) -> tuple[Path, Path]:
     return folder / "train.txt", folder / "validation.txt"
 
 
-def run_one(run: str, corpus: str, budget: str, train: Path, validation: Path, out: Path, repeat: int = 1) -> dict:
-    command = [
+def pretrain_command(run: str, budget: str, train: Path, validation: Path, out: Path) -> list[str]:
+    return [
         sys.executable, "-m", "scratchformers.cli", "pretrain", *RUNS[run],
         "--train_files", str(train), "--validation_files", str(validation),
         "--time_budget", budget, "--output_dir", str(out), "--overwrite", "--disable_tqdm", "true",
     ]
+
+
+def run_one(run: str, corpus: str, budget: str, train: Path, validation: Path, out: Path, repeat: int = 1) -> dict:
+    command = pretrain_command(run, budget, train, validation, out)
     print("$", " ".join(command[1:]), flush=True)
     start = time.perf_counter()
     subprocess.run(command, check=True)
+    return run_record(run, corpus, out, repeat, start)
+
+
+def run_record(run: str, corpus: str, out: Path, repeat: int, start: float) -> dict:
     result = json.loads((out / "all_results.json").read_text())
     config = json.loads((out / "config.json").read_text())
     return {
@@ -96,8 +105,61 @@ def run_one(run: str, corpus: str, budget: str, train: Path, validation: Path, o
         "nats_per_char": result["eval_nats_per_char"],
         "nats_per_token": result["eval_nats_per_token"],
         "chars_per_token": result["eval_characters"] / result["eval_tokens"],
+        "characters": result["eval_characters"],
+        "tokens": result["eval_tokens"],
         "command_seconds": round(time.perf_counter() - start, 1),
         "load_average_after": os.getloadavg(),
+        "output_dir": str(out),
+    }
+
+
+def run_ensemble(run: str, corpus: str, budget: str, train: Path, validation: Path, out: Path, members: int,
+                 repeat: int = 1) -> dict:
+    """`members` copies of the run's command side by side on the same cores and budget (seeds 1..N, torch threads
+    = cores // N, at least 1), then their models scored together as one ensemble: each next-token distribution
+    the mean of theirs, over the same validation windows each member was scored on."""
+    from transformers import AutoModelForCausalLM
+
+    from scratchformers.tokenization_scratch import load_tokenizer
+    from scratchformers.training.common import load_pretrained, nats_per_character
+    from scratchformers.training.data import load_text_dataset
+
+    threads = max(1, (os.cpu_count() or 1) // members)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    processes, folders = [], []
+    for seed in range(1, members + 1):
+        folder = out / f"member{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        command = pretrain_command(run, budget, train, validation, folder) + ["--seed", str(seed)]
+        print(f"$ OMP_NUM_THREADS={threads}", " ".join(command[1:]), f"> {folder}.log", flush=True)
+        with open(f"{folder}.log", "w") as log:
+            processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
+        folders.append(folder)
+    failed = [f"{folder}.log" for folder, process in zip(folders, processes) if process.wait() != 0]
+    if failed:
+        raise SystemExit(f"ensemble members failed; see {', '.join(failed)}")
+    records = [run_record(run, corpus, folder, repeat, start) for folder in folders]
+    tokenizers = [load_tokenizer(str(folder)) for folder in folders]
+    if any(t.get_vocab() != tokenizers[0].get_vocab() for t in tokenizers[1:]):
+        raise SystemExit(f"the members of {run} trained different tokenizers: an ensemble needs one vocabulary")
+    models = [load_pretrained(str(folder), AutoModelForCausalLM) for folder in folders]
+    documents = load_text_dataset([str(validation)], split_by="document")["text"]
+    scored = nats_per_character(models, tokenizers[0], documents)
+    if (scored["characters"], scored["tokens"]) != (records[0]["characters"], records[0]["tokens"]):
+        raise SystemExit(f"the ensemble scored {scored['characters']} characters in {scored['tokens']} tokens, the "
+                         f"members {records[0]['characters']} in {records[0]['tokens']}: not the same text")
+    return {
+        **records[0],
+        "run": f"{run} x{members} ensemble",
+        "layers_x_width": f"{members} x {records[0]['layers_x_width']}",
+        "num_parameters": sum(r["num_parameters"] for r in records),
+        "steps": " / ".join(str(r["steps"]) for r in records),
+        "torch_threads_per_member": threads,
+        "nats_per_char": scored["nats_per_char"],
+        "nats_per_token": scored["nats_per_token"],
+        "members": records,
+        "command_seconds": round(time.perf_counter() - start, 1),
         "output_dir": str(out),
     }
 
@@ -110,7 +172,9 @@ def markdown(results: list[dict], budget: str) -> str:
     for r in results:
         lines.append(
             f"| {r['corpus']} | {r['run']} | {r['model_type']} | {r['layers_x_width']} | {r['context']} | "
-            f"{r['vocab_size']} | {r['num_parameters'] / 1e6:.2f}M | {r['steps']} | **{r['nats_per_char']:.3f}** |"
+            f"{r['vocab_size']} | {r['num_parameters'] / 1e6:.2f}M | {r['steps']} | **{r['nats_per_char']:.3f}**"
+            + (" (members " + " / ".join(f"{m['nats_per_char']:.3f}" for m in r["members"]) + ")" if "members" in r
+               else "") + " |"
         )
     return "\n".join(lines)
 
@@ -134,9 +198,13 @@ def main(argv=None):
     parser.add_argument("--results_dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--repeats", type=int, default=1, help="runs of each command, one after the other (the "
                         "table adds their mean, min and max)")
+    parser.add_argument("--ensemble", type=int, default=1, help="train N copies of each run side by side on the "
+                        "same cores and budget (seeds 1..N) and score them as one ensemble (default 1: no ensemble)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         raise SystemExit(f"--repeats must be at least 1, got {args.repeats}")
+    if args.ensemble < 1:
+        raise SystemExit(f"--ensemble must be at least 1, got {args.ensemble}")
 
     data_dir, work = Path(args.data_dir), Path(args.output_dir)
     runs = args.runs.split(",")
@@ -152,7 +220,11 @@ def main(argv=None):
         for run in runs:
             for repeat in range(1, args.repeats + 1):
                 name = f"{run}_{args.budget}" + (f"_{repeat}" if args.repeats > 1 else "")
-                results.append(run_one(run, corpus, args.budget, train, validation, work / corpus / name, repeat))
+                if args.ensemble > 1:
+                    results.append(run_ensemble(run, corpus, args.budget, train, validation,
+                                                work / corpus / f"{name}_x{args.ensemble}", args.ensemble, repeat))
+                else:
+                    results.append(run_one(run, corpus, args.budget, train, validation, work / corpus / name, repeat))
                 print(markdown(results[-1:], args.budget), flush=True)
     record = {
         "date": started.isoformat(timespec="seconds"),
@@ -164,6 +236,7 @@ def main(argv=None):
         },
         "nanogpt_references": NANOGPT_REFERENCES,
         "repeats": args.repeats,
+        "ensemble": args.ensemble,
         "results": results,
         "spread": spread(results),
     }

@@ -179,6 +179,38 @@ def test_nats_per_character_windows_equal_one_pass_when_the_context_is_long(byte
     assert windowed["nats_per_char"] != pytest.approx(scored["nats_per_char"], rel=1e-6)
 
 
+def test_nats_per_character_of_an_ensemble_is_the_loss_of_the_mean_probability(byte_tokenizer):
+    torch.manual_seed(0)
+    size = dict(vocab_size=len(byte_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                num_attention_heads=2)
+    config = scratchformers.Llama2Config(**size, max_position_embeddings=64)
+    a, b = scratchformers.Llama2ForCausalLM(config).eval(), scratchformers.Llama2ForCausalLM(config).eval()
+    text = "To be, or not to be: that is the question."  # one window: 43 tokens < 64
+    ids = torch.tensor([[byte_tokenizer.eos_token_id] + byte_tokenizer(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        probs = [m(input_ids=ids[:, :-1]).logits.softmax(-1)[0] for m in (a, b)]  # (T, V) each
+    targets = ids[0, 1:]
+    by_hand = -((probs[0] + probs[1]) / 2)[torch.arange(len(targets)), targets].log().sum().item() / len(text)
+
+    single = [nats_per_character(m, byte_tokenizer, text)["nats_per_char"] for m in (a, b)]
+    ensemble = nats_per_character([a, b], byte_tokenizer, text, batch_size=1)
+    assert ensemble["nats_per_char"] == pytest.approx(by_hand, rel=1e-5)
+    assert ensemble["nats_per_char"] < sum(single) / 2  # a mixture scores better than its members' mean
+    assert nats_per_character([a], byte_tokenizer, text)["nats_per_char"] == pytest.approx(single[0], rel=1e-6)
+    assert nats_per_character([a, a], byte_tokenizer, text)["nats_per_char"] == pytest.approx(single[0], rel=1e-6)
+
+    shorter = scratchformers.Llama2ForCausalLM(scratchformers.Llama2Config(**size, max_position_embeddings=32))
+    with pytest.raises(ValueError, match=r"different contexts \[32, 64\]"):
+        nats_per_character([a, shorter], byte_tokenizer, text)
+    assert nats_per_character([a, shorter], byte_tokenizer, text, context=32)["context"] == 32
+    wider = scratchformers.Llama2ForCausalLM(scratchformers.Llama2Config(**{**size, "vocab_size": size["vocab_size"] + 8},
+                                                                         max_position_embeddings=64))
+    with pytest.raises(ValueError, match="an ensemble needs one vocabulary"):
+        nats_per_character([a, wider], byte_tokenizer, text)
+    with pytest.raises(ValueError, match="context must be a positive number of tokens, got 0"):
+        nats_per_character(a, byte_tokenizer, text, context=0)
+
+
 def test_split_text_reads_an_http_url_and_names_it_when_the_download_fails(tmp_path, http_folder):
     folder, url = http_folder
     text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 20

@@ -434,33 +434,56 @@ def nats_per_character(model, tokenizer, documents, context: int | None = None, 
     non-overlapping windows of `context` tokens (default: the model's `max_position_embeddings`); a separator
     between two documents counts as one character. Unlike the loss per token, this figure does not depend on the
     tokenizer, so character-level, byte-level and BPE models compare on it (nanoGPT reports the same for
-    tinyshakespeare).
+    tinyshakespeare). `model` may also be a list of models sharing the tokenizer: the list is scored as an
+    ensemble, each next-token distribution the mean of theirs (a mixture, never worse than their mean loss).
     每个字符的平均交叉熵（nats/char）：与分词方式无关，可在字符级、字节级和 BPE 模型之间直接比较。
+    传入模型列表时按集成计分：各模型的下一词概率取平均。
     """
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    if not models:
+        raise ValueError("nats_per_character needs a model, or a non-empty list of models")
     if isinstance(documents, str):
         documents = [documents]
     documents = [doc for doc in documents if doc]
     if not documents:
         raise ValueError("nats_per_character needs at least one non-empty text")
-    context = context or model.config.max_position_embeddings
+    if context is None:
+        contexts = sorted({m.config.max_position_embeddings for m in models})
+        if len(contexts) > 1:
+            raise ValueError(f"the ensemble's models have different contexts {contexts}: pass context=")
+        context = contexts[0]
+    if context < 1:
+        raise ValueError(f"context must be a positive number of tokens, got {context}")
     eos = tokenizer.eos_token_id
     ids = []
     for doc_ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
         ids += [eos] + doc_ids
     stream = torch.tensor(ids)  # (N,)
-    was_training = model.training
-    model.eval()
+    was_training = [m.training for m in models]
+    for m in models:
+        m.eval()
+    device = models[0].device
     total_nats = 0.0
     starts = list(range(0, len(stream) - 1, context))
     for i in range(0, len(starts), batch_size):
         windows = [stream[s : s + context + 1] for s in starts[i : i + batch_size]]
         inputs = torch.nn.utils.rnn.pad_sequence([w[:-1] for w in windows], batch_first=True, padding_value=eos)
         targets = torch.nn.utils.rnn.pad_sequence([w[1:] for w in windows], batch_first=True, padding_value=-100)
-        logits = model(input_ids=inputs.to(model.device), use_cache=False).logits  # (B, T, V)
-        total_nats += torch.nn.functional.cross_entropy(
-            logits.float().flatten(0, 1), targets.flatten().to(model.device), ignore_index=-100, reduction="sum"
+        log_probs = None
+        for m in models:
+            logits = m(input_ids=inputs.to(m.device), use_cache=False).logits  # (B, T, V)
+            member = logits.to(device).float().log_softmax(-1)  # (B, T, V)
+            if log_probs is not None and member.shape != log_probs.shape:
+                raise ValueError(f"the ensemble's models give {log_probs.shape[-1]} and {member.shape[-1]} logits "
+                                 "per token: an ensemble needs one vocabulary")
+            log_probs = member if log_probs is None else torch.logaddexp(log_probs, member)
+        if len(models) > 1:
+            log_probs -= math.log(len(models))  # log of the mean probability
+        total_nats += torch.nn.functional.nll_loss(
+            log_probs.flatten(0, 1), targets.flatten().to(device), ignore_index=-100, reduction="sum"
         ).item()
-    model.train(was_training)
+    for m, mode in zip(models, was_training):
+        m.train(mode)
     tokens = len(stream) - 1
     characters = sum(len(doc) for doc in documents) + len(documents) - 1
     return {
