@@ -159,3 +159,35 @@ def test_speedrun_repeats_each_command_and_records_the_spread(tmp_path):
     assert group["repeats"] == 2 and group["min"] == min(values) and group["max"] == max(values)
     assert group["mean"] == pytest.approx(sum(values) / 2)
     assert json.loads(next((tmp_path / "results").glob("speedrun_*_2s.json")).read_text())["repeats"] == 2
+
+
+def test_speedrun_ensemble_trains_seeds_side_by_side_and_scores_their_mixture(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from scratchformers.tokenization_scratch import load_tokenizer
+    from scratchformers.training.common import load_pretrained, nats_per_character
+    from scratchformers.training.synthetic import make_story_corpus
+
+    speedrun = load_bench("speedrun")
+    data = tmp_path / "shared"
+    data.mkdir()
+    (data / "en_tinyshakespeare.txt").write_text("\n\n".join(make_story_corpus(120, seed=5)) + "\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="--ensemble must be at least 1, got 0"):
+        speedrun.main(["--ensemble", "0", "--data_dir", str(data)])
+
+    record = speedrun.main(["--budget", "2s", "--runs", "recipe", "--ensemble", "2", "--data_dir", str(data),
+                            "--output_dir", str(tmp_path / "work"), "--results_dir", str(tmp_path / "results")])
+
+    (result,) = record["results"]
+    assert result["run"] == "recipe x2 ensemble" and record["ensemble"] == 2
+    folders = [Path(m["output_dir"]) for m in result["members"]]
+    assert [f.name for f in folders] == ["member1", "member2"]
+    seeds = [torch.load(f / "training_args.bin", weights_only=False).seed for f in folders]
+    assert seeds == [1, 2]
+    members = [m["nats_per_char"] for m in result["members"]]
+    assert members[0] != members[1]  # different seeds, different models
+    assert result["nats_per_char"] < sum(members) / 2  # the mixture beats its members' mean
+    models = [load_pretrained(str(f), AutoModelForCausalLM) for f in folders]
+    validation = (tmp_path / "work" / "data" / "tinyshakespeare" / "validation.txt").read_text(encoding="utf-8")
+    again = nats_per_character(models, load_tokenizer(str(folders[0])), [validation])
+    assert again["nats_per_char"] == pytest.approx(result["nats_per_char"], rel=1e-6)
