@@ -203,8 +203,9 @@ def test_nats_per_character_of_an_ensemble_is_the_loss_of_the_mean_probability(b
     with pytest.raises(ValueError, match=r"different contexts \[32, 64\]"):
         nats_per_character([a, shorter], byte_tokenizer, text)
     assert nats_per_character([a, shorter], byte_tokenizer, text, context=32)["context"] == 32
-    wider = scratchformers.Llama2ForCausalLM(scratchformers.Llama2Config(**{**size, "vocab_size": size["vocab_size"] + 8},
-                                                                         max_position_embeddings=64))
+    wider_config = scratchformers.Llama2Config(**{**size, "vocab_size": len(byte_tokenizer) + 8},
+                                               max_position_embeddings=64)
+    wider = scratchformers.Llama2ForCausalLM(wider_config)
     with pytest.raises(ValueError, match="an ensemble needs one vocabulary"):
         nats_per_character([a, wider], byte_tokenizer, text)
     with pytest.raises(ValueError, match="context must be a positive number of tokens, got 0"):
