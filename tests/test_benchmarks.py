@@ -139,17 +139,23 @@ def test_nanogpt_benchmark_checks_parity_on_the_same_weights_then_times_both(tmp
         bench.load_nanogpt(tmp_path)
 
 
-def test_speedrun_repeats_each_command_and_records_the_spread(tmp_path):
+@pytest.fixture
+def speedrun_data(tmp_path):
+    """A folder standing in for ../shared/data: tinyshakespeare replaced by a small synthetic story corpus."""
     from scratchformers.training.synthetic import make_story_corpus
 
-    speedrun = load_bench("speedrun")
     data = tmp_path / "shared"
     data.mkdir()
     (data / "en_tinyshakespeare.txt").write_text("\n\n".join(make_story_corpus(120, seed=5)) + "\n", encoding="utf-8")
-    with pytest.raises(SystemExit, match="--repeats must be at least 1, got 0"):
-        speedrun.main(["--repeats", "0", "--data_dir", str(data)])
+    return data
 
-    record = speedrun.main(["--budget", "2s", "--runs", "recipe", "--repeats", "2", "--data_dir", str(data),
+
+def test_speedrun_repeats_each_command_and_records_the_spread(tmp_path, speedrun_data):
+    speedrun = load_bench("speedrun")
+    with pytest.raises(SystemExit, match="--repeats must be at least 1, got 0"):
+        speedrun.main(["--repeats", "0", "--data_dir", str(speedrun_data)])
+
+    record = speedrun.main(["--budget", "2s", "--runs", "recipe", "--repeats", "2", "--data_dir", str(speedrun_data),
                             "--output_dir", str(tmp_path / "work"), "--results_dir", str(tmp_path / "results")])
 
     assert [r["repeat"] for r in record["results"]] == [1, 2]
@@ -161,21 +167,17 @@ def test_speedrun_repeats_each_command_and_records_the_spread(tmp_path):
     assert json.loads(next((tmp_path / "results").glob("speedrun_*_2s.json")).read_text())["repeats"] == 2
 
 
-def test_speedrun_ensemble_trains_seeds_side_by_side_and_scores_their_mixture(tmp_path):
+def test_speedrun_ensemble_trains_seeds_side_by_side_and_scores_their_mixture(tmp_path, speedrun_data):
     from transformers import AutoModelForCausalLM
 
     from scratchformers.tokenization_scratch import load_tokenizer
     from scratchformers.training.common import load_pretrained, nats_per_character
-    from scratchformers.training.synthetic import make_story_corpus
 
     speedrun = load_bench("speedrun")
-    data = tmp_path / "shared"
-    data.mkdir()
-    (data / "en_tinyshakespeare.txt").write_text("\n\n".join(make_story_corpus(120, seed=5)) + "\n", encoding="utf-8")
     with pytest.raises(SystemExit, match="--ensemble must be at least 1, got 0"):
-        speedrun.main(["--ensemble", "0", "--data_dir", str(data)])
+        speedrun.main(["--ensemble", "0", "--data_dir", str(speedrun_data)])
 
-    record = speedrun.main(["--budget", "2s", "--runs", "recipe", "--ensemble", "2", "--data_dir", str(data),
+    record = speedrun.main(["--budget", "2s", "--runs", "recipe", "--ensemble", "2", "--data_dir", str(speedrun_data),
                             "--output_dir", str(tmp_path / "work"), "--results_dir", str(tmp_path / "results")])
 
     (result,) = record["results"]
