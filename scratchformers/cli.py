@@ -128,10 +128,13 @@ def _resolve(cls):
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """HfArgumentParser's formatter, except that a flag whose default depends on the machine says so in its help
-    instead of printing this machine's value (so help texts can be stored, see `write_help_cache`)."""
+    instead of printing this machine's value (so help texts can be stored, see `write_help_cache`), and a flag
+    without a default (None, an empty list) prints no "(default: None)"."""
 
     def _get_help_string(self, action):
-        return action.help if getattr(action, "machine_default", False) else super()._get_help_string(action)
+        if getattr(action, "machine_default", False) or action.default is None or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
 
 
 # The defaults set from the machine (see build_parser), as their help says them.

@@ -64,9 +64,8 @@ class ModelArguments:
     tokenizer_type: str | None = field(
         default=None,
         metadata={
-            "help": "Tokenizer trained on the fly: 'bpe' (byte-level BPE of --vocab_size tokens; the default of GPT "
-            "and LLaMA2), 'char' (one token per character of the corpus, bytes for any other; --vocab_size caps it) "
-            "or 'wordpiece' (BERT's, with [CLS] [SEP] [MASK]; the default of BERT).",
+            "help": "Tokenizer trained on the fly: 'bpe' (byte-level BPE; GPT's and LLaMA2's default), 'char' "
+            "(one token per character seen, bytes for others) or 'wordpiece' (BERT's default).",
             "choices": ["bpe", "char", "wordpiece"],
         },
     )
@@ -126,6 +125,15 @@ class PretrainDataArguments:
             "AdamW for embeddings, head, norms and biases."
         },
     )
+    distill_from: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Teachers to distill: model folders or Hub ids with this tokenizer (a new model "
+                          "takes the first's)."},
+    )
+    distill_alpha: float = field(
+        default=0.75, metadata={"help": "The teachers' share of the loss (the rest: cross-entropy)."}
+    )
+    distill_temperature: float = field(default=1.0, metadata={"help": "Distillation temperature."})
     max_eval_samples: int | None = field(
         default=None,
         metadata={"help": "Periodic evaluations use the first N validation blocks (the final figures use all)."},
@@ -156,6 +164,14 @@ class SFTArguments:
         default=None, metadata={"help": "Samples are truncated to this many tokens. Default: the model's context."}
     )
     num_proc: int | None = field(default=None, metadata={"help": "Processes for dataset.map (tokenization)."})
+    distill_from: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Teachers to distill: model folders or Hub ids with the model's tokenizer."},
+    )
+    distill_alpha: float = field(
+        default=0.75, metadata={"help": "The teachers' share of the loss (the rest: cross-entropy)."}
+    )
+    distill_temperature: float = field(default=1.0, metadata={"help": "Distillation temperature."})
     sample_prompts: list[str] = field(default_factory=list, metadata={"help": "User messages answered at the end."})
     sample_max_new_tokens: int = field(default=80, metadata={"help": "Length of the answers printed at the end (0: none)."})
     overwrite: bool = field(default=False, metadata={"help": "Write over an --output_dir that holds results."})
@@ -201,11 +217,6 @@ class GRPOArguments:
     )
     num_prompts: int = field(default=100, metadata={"help": "Training prompts of --task (all different)."})
     num_eval_prompts: int = field(default=50, metadata={"help": "Held-out prompts of --task (none in training)."})
-    time_budget: str | None = field(
-        default=None,
-        metadata={"help": "Train for this much wall-clock (e.g. 15m): training stops when it is spent and the "
-                          "learning-rate schedule follows the time spent (as for pretrain)."},
-    )
     time_budget: str | None = field(
         default=None,
         metadata={"help": "Train for this much wall-clock (e.g. 15m): training stops when it is spent and the "

@@ -24,6 +24,7 @@ from .budget import (
     parse_duration,
     time_budget_scheduler,
 )
+from .distill import check_distill_settings, distillation_loss, mean_log_probs
 from .optim import build_muon_adamw
 
 # With a time budget the budget ends training; this step limit only keeps Trainer's bookkeeping finite.
@@ -67,12 +68,44 @@ class TimeBudgetMixin:
 
 class ScratchTrainer(TimeBudgetMixin, Trainer):
     """`Trainer` with weight decay only on matrices (ndim >= 2) and perplexity logged next to every eval loss, a
-    wall-clock `time_budget` (`TimeBudgetMixin`), and `use_muon=True` to train the hidden weight matrices with Muon
-    and the rest with AdamW (`MuonAdamW`)."""
+    wall-clock `time_budget` (`TimeBudgetMixin`), `use_muon=True` to train the hidden weight matrices with Muon
+    and the rest with AdamW (`MuonAdamW`), and `teachers` (frozen causal LMs with the model's tokenizer) to distill
+    them into the model: training steps minimise `distill_alpha` x KL(teachers' mean distribution || model's) at
+    `distill_temperature` + (1 - `distill_alpha`) x the cross-entropy, logged as `distill_loss` and `lm_loss`."""
 
-    def __init__(self, *args, use_muon: bool = False, **kwargs):
+    def __init__(self, *args, use_muon: bool = False, teachers=(), distill_alpha: float = 0.75,
+                 distill_temperature: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.use_muon = use_muon
+        self.teachers = list(teachers)
+        if self.teachers:
+            check_distill_settings(distill_alpha, distill_temperature)
+        self.distill_alpha = distill_alpha
+        self.distill_temperature = distill_temperature
+        self._distill_logs = {"distill_sum": 0.0, "lm_sum": 0.0, "positions": 0}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.teachers or not model.training:  # evaluation: the plain cross-entropy
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        lm_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        features = {key: value for key, value in inputs.items() if key != "labels"}
+        with torch.no_grad():
+            teacher_logits = [teacher(**features, use_cache=False).logits for teacher in self.teachers]  # (B, T, V)
+        soft_sum, positions = distillation_loss(outputs.logits, teacher_logits, inputs["labels"],
+                                                self.distill_temperature)
+        divisor = positions.clamp(min=1)  # a mean over this batch's scored tokens, as the model's own loss ...
+        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            # ... unless Trainer.compute_loss normalised that over the label tokens of the whole accumulated batch
+            # (times the processes when tokens are counted across them): then the same here
+            divisor = num_items_in_batch
+            if self.args.average_tokens_across_devices:
+                divisor = divisor / self.accelerator.num_processes
+        loss = self.distill_alpha * soft_sum / divisor + (1.0 - self.distill_alpha) * lm_loss
+        logs = self._distill_logs
+        logs["distill_sum"] += soft_sum.item()
+        logs["lm_sum"] += (lm_loss.detach() * divisor).item()
+        logs["positions"] += positions.item()
+        return (loss, outputs) if return_outputs else loss
 
     def create_optimizer(self, model=None):
         if not self.use_muon or self.optimizer is not None:
@@ -88,6 +121,11 @@ class ScratchTrainer(TimeBudgetMixin, Trainer):
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         for key in [k for k in logs if k.endswith("_loss") and not k.startswith("train")]:
             logs[key[: -len("loss")] + "perplexity"] = math.exp(min(logs[key], 50.0))
+        sums = self._distill_logs
+        if "loss" in logs and sums["positions"]:  # a training log: the two parts of the loss since the last one
+            logs["distill_loss"] = sums["distill_sum"] / sums["positions"]
+            logs["lm_loss"] = sums["lm_sum"] / sums["positions"]
+            self._distill_logs = {"distill_sum": 0.0, "lm_sum": 0.0, "positions": 0}
         if self.time_budget is not None:
             logs["elapsed_seconds"] = round(self.time_budget.elapsed(), 2)  # for loss against wall-clock
         super().log(logs, *args, **kwargs)
@@ -300,10 +338,11 @@ def load_config(name):
     return AutoConfig.from_pretrained(source)
 
 
-def get_tokenizer(model_args, raw_train, training_args, resume_from=None, default_type="bpe"):
-    """The tokenizer: the given folder, else the model's, else the checkpoint's, else one trained (rank 0 first) on
-    exactly the documents the model will be trained on (`--tokenizer_type`, else `default_type`)."""
-    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or resume_from
+def get_tokenizer(model_args, raw_train, training_args, resume_from=None, default_type="bpe", teacher=None):
+    """The tokenizer: the given folder, else the model's, else the checkpoint's, else the first distillation
+    teacher's, else one trained (rank 0 first) on exactly the documents the model will be trained on
+    (`--tokenizer_type`, else `default_type`)."""
+    source = model_args.tokenizer_name_or_path or model_args.model_name_or_path or resume_from or teacher
     if source:
         return load_tokenizer(source)
     output_dir = Path(training_args.output_dir)
@@ -469,16 +508,9 @@ def nats_per_character(model, tokenizer, documents, context: int | None = None, 
         windows = [stream[s : s + context + 1] for s in starts[i : i + batch_size]]
         inputs = torch.nn.utils.rnn.pad_sequence([w[:-1] for w in windows], batch_first=True, padding_value=eos)
         targets = torch.nn.utils.rnn.pad_sequence([w[1:] for w in windows], batch_first=True, padding_value=-100)
-        log_probs = None
-        for m in models:
-            logits = m(input_ids=inputs.to(m.device), use_cache=False).logits  # (B, T, V)
-            member = logits.to(device).float().log_softmax(-1)  # (B, T, V)
-            if log_probs is not None and member.shape != log_probs.shape:
-                raise ValueError(f"the ensemble's models give {log_probs.shape[-1]} and {member.shape[-1]} logits "
-                                 "per token: an ensemble needs one vocabulary")
-            log_probs = member if log_probs is None else torch.logaddexp(log_probs, member)
-        if len(models) > 1:
-            log_probs -= math.log(len(models))  # log of the mean probability
+        log_probs = mean_log_probs(
+            [m(input_ids=inputs.to(m.device), use_cache=False).logits.to(device) for m in models]
+        )  # (B, T, V)
         total_nats += torch.nn.functional.nll_loss(
             log_probs.flatten(0, 1), targets.flatten().to(device), ignore_index=-100, reduction="sum"
         ).item()

@@ -27,6 +27,7 @@ from .common import (
     train_and_save,
 )
 from .data import EpochToDataset, LateDropout, RandomWindows, pack_dataset, pack_splits, split_validation
+from .distill import check_distill_settings, load_teachers
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ def run_pretrain(
         config = load_config(model_args.model_name_or_path)
     if data_args.sample_max_new_tokens < 0:
         raise ValueError(f"--sample_max_new_tokens must be >= 0 (0: no samples), got {data_args.sample_max_new_tokens}")
+    if data_args.distill_from:
+        if not family_of(config).is_decoder:
+            raise ValueError(f"--distill_from trains a causal LM (GPT or LLaMA2); {config.model_type} is an encoder")
+        check_distill_settings(data_args.distill_alpha, data_args.distill_temperature)
     if not family_of(config).is_decoder:
         from .mlm import run_mlm
 
@@ -63,7 +68,8 @@ def run_pretrain(
     resume = start_run(training_args, data_args.overwrite)
     raw_train, raw_eval = split_validation(data_args, training_args.seed)
 
-    tokenizer = get_tokenizer(model_args, raw_train, training_args, resume)
+    teachers = data_args.distill_from
+    tokenizer = get_tokenizer(model_args, raw_train, training_args, resume, teacher=teachers[0] if teachers else None)
     model = build_causal_lm(
         model_args.model_name_or_path,
         model_args.preset,
@@ -81,6 +87,12 @@ def run_pretrain(
             f"{len(train_dataset)} train blocks x {data_args.block_size} tokens"
             + (f", {len(eval_dataset)} validation blocks" if eval_dataset is not None else "")
         )
+    if teachers:
+        teachers = load_teachers(teachers, tokenizer, data_args.block_size, training_args.device)
+        if verbose and training_args.process_index == 0:
+            print(f"[pretrain] distilling {len(teachers)} teacher(s) ({', '.join(data_args.distill_from)}): loss = "
+                  f"{data_args.distill_alpha} x KL(teachers || model) at temperature {data_args.distill_temperature}"
+                  f" + {1 - data_args.distill_alpha:g} x cross-entropy")
     no_eval_without_data(training_args, eval_dataset)
     callbacks = list(callbacks or [])
     if data_args.window_sampling == "random":
@@ -98,6 +110,9 @@ def run_pretrain(
         callbacks=callbacks,
         time_budget=budget,
         use_muon=data_args.use_muon,
+        teachers=teachers,
+        distill_alpha=data_args.distill_alpha,
+        distill_temperature=data_args.distill_temperature,
     )
 
     def evaluate(trainer):
@@ -113,7 +128,11 @@ def run_pretrain(
             metrics.update({f"eval_{key}": value for key, value in scored.items()})
         return metrics
 
-    metrics = train_and_save(trainer, resume, "pretraining", {"num_parameters": n_params}, evaluate)
+    extra = {"num_parameters": n_params}
+    if teachers:
+        extra.update(distilled_from=data_args.distill_from, distill_alpha=data_args.distill_alpha,
+                     distill_temperature=data_args.distill_temperature)
+    metrics = train_and_save(trainer, resume, "pretraining", extra, evaluate)
     output_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
         if budget is not None and raw_eval is not None:

@@ -17,6 +17,7 @@ from .common import (
     train_and_save,
 )
 from .data import SFTCollator, build_sft_dataset, read_sft_jsonl
+from .distill import check_distill_settings, load_teachers
 
 
 def chat(model, tokenizer, user_message: str, max_new_tokens: int = 80, streamer=None, **generate_kwargs) -> str:
@@ -39,6 +40,8 @@ def run_sft(args: SFTArguments, training_args: TrainingArguments, callbacks=None
         raise ValueError("sft needs --train_file (JSONL with instruction/input/output or messages)")
     if args.sample_max_new_tokens < 0:
         raise ValueError(f"--sample_max_new_tokens must be >= 0 (0: no answers), got {args.sample_max_new_tokens}")
+    if args.distill_from:
+        check_distill_settings(args.distill_alpha, args.distill_temperature)
     resume = start_run(training_args, args.overwrite)
 
     model = load_pretrained(args.model_name_or_path)
@@ -70,6 +73,11 @@ def run_sft(args: SFTArguments, training_args: TrainingArguments, callbacks=None
     if verbose and training_args.process_index == 0:
         print(f"[sft] {len(train_dataset)} training conversations" + (
             f", {len(eval_dataset)} validation" if eval_dataset is not None else ""))
+    teachers = load_teachers(args.distill_from, tokenizer, args.max_length, training_args.device)
+    if teachers and verbose and training_args.process_index == 0:
+        print(f"[sft] distilling {len(teachers)} teacher(s) ({', '.join(args.distill_from)}) on the assistant's "
+              f"tokens: loss = {args.distill_alpha} x KL(teachers || model) + {1 - args.distill_alpha:g} x "
+              "cross-entropy")
     no_eval_without_data(training_args, eval_dataset)
     trainer = ScratchTrainer(
         model=model,
@@ -79,8 +87,15 @@ def run_sft(args: SFTArguments, training_args: TrainingArguments, callbacks=None
         processing_class=tokenizer,
         data_collator=SFTCollator(tokenizer.pad_token_id),
         callbacks=callbacks,
+        teachers=teachers,
+        distill_alpha=args.distill_alpha,
+        distill_temperature=args.distill_temperature,
     )
-    metrics = train_and_save(trainer, resume, "SFT", {"base_model": args.model_name_or_path})
+    extra = {"base_model": args.model_name_or_path}
+    if teachers:
+        extra.update(distilled_from=args.distill_from, distill_alpha=args.distill_alpha,
+                     distill_temperature=args.distill_temperature)
+    metrics = train_and_save(trainer, resume, "SFT", extra)
     if trainer.is_world_process_zero():
         if verbose:
             if "eval_loss" in metrics:
