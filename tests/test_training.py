@@ -302,6 +302,23 @@ def test_overwrite_clears_the_earlier_runs_checkpoints_so_resume_last_finds_this
     assert resolve_checkpoint("last", str(out)) == str(out / "checkpoint-4")
 
 
+def test_overwrite_without_samples_or_a_budget_removes_the_earlier_runs_samples_and_time_plot(
+    corpus, tokenizer_dir, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    data = dict(train_files=[str(corpus)], block_size=32, overwrite=True)
+    model_args = ModelArguments(config_overrides=TINY_GPT, tokenizer_name_or_path=str(tokenizer_dir))
+    run_pretrain(model_args, PretrainDataArguments(**data, time_budget="60s", sample_max_new_tokens=4),
+                 tiny_args(out, eval_steps=3, save_steps=3, warmup_steps=0.1), verbose=False)
+    assert (out / "samples.txt").is_file() and (out / "loss_vs_time.png").is_file()
+    run_pretrain(model_args, PretrainDataArguments(**data, sample_max_new_tokens=0),
+                 tiny_args(out, max_steps=2, eval_steps=2, save_steps=2))
+    # neither file would describe the model now in the folder
+    assert not (out / "samples.txt").exists() and not (out / "loss_vs_time.png").exists()
+    assert "removed loss_vs_time.png and samples.txt of an earlier run" in capsys.readouterr().out
+    assert (out / "model.safetensors").is_file() and (out / "loss_curve.png").is_file()
+
+
 def test_random_windows_are_slices_of_the_stream_that_move_every_epoch(tokenizer_dir):
     from datasets import Dataset
 

@@ -135,12 +135,14 @@ def run_pretrain(
     metrics = train_and_save(trainer, resume, "pretraining", extra, evaluate)
     output_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
+        drawn = None
         if budget is not None and raw_eval is not None:
             chars_per_token = metrics["eval_characters"] / metrics["eval_tokens"]
             history = trainer.state.log_history + [
                 {"elapsed_seconds": metrics["train_wall_seconds"], "eval_loss": metrics["eval_nats_per_token"]}
             ]
-            plot_loss_vs_time(history, output_dir / "loss_vs_time.png", chars_per_token, references, "pretraining")
+            drawn = plot_loss_vs_time(history, output_dir / "loss_vs_time.png", chars_per_token, references,
+                                      "pretraining")
         samples = []
         if data_args.sample_max_new_tokens:
             samples = sample_texts(
@@ -152,7 +154,14 @@ def run_pretrain(
                 "".join(f"--- prompt {p!r}\n{text}\n\n" for p, text in zip(data_args.sample_prompts, samples)),
                 encoding="utf-8",
             )
+        # an earlier run's files in a folder reused with --overwrite or resumed, which this run did not write again
+        stale = [name for name, written in (("loss_vs_time.png", drawn), ("samples.txt", samples))
+                 if not written and (output_dir / name).is_file()]
+        for name in stale:
+            (output_dir / name).unlink()
         if verbose:
+            if stale:
+                print(f"[pretrain] removed {' and '.join(stale)} of an earlier run: this run wrote none")
             if budget is not None:
                 print(
                     f"[pretrain] trained {metrics['train_wall_seconds']:.0f} s of a {budget.seconds:.0f} s budget: "
