@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, TrainingArguments
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    TrainingArguments,
+)
 
 import scratchformers  # noqa: F401  (registers the Auto classes)
 from scratchformers.tokenization_scratch import train_tokenizer
@@ -230,5 +237,15 @@ def test_bad_teachers_and_settings_are_refused_with_the_bad_value_named(corpus, 
     encoder = tmp_path / "encoder"
     AutoModelForMaskedLM.from_config(build_config("bert-tiny", tokenizer)).save_pretrained(encoder)
     tokenizer.save_pretrained(encoder)
-    with pytest.raises(ValueError, match=f"--distill_from {encoder}: a teacher must be a causal LM"):
+    with pytest.raises(ValueError, match=f"--distill_from {encoder}: a teacher must be a causal LM .*"
+                                         "model_type 'scratch_bert' is not"):
         load_teachers([str(encoder)], tokenizer)
+
+    # a teacher of transformers' own classes (e.g. converted by hub_scripts) is a causal LM too
+    native = tmp_path / "native"
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=64)).save_pretrained(native)
+    tokenizer.save_pretrained(native)
+    [teacher] = load_teachers([str(native)], tokenizer, block_size=32)
+    assert type(teacher).__name__ == "LlamaForCausalLM" and not teacher.training
+    assert not any(p.requires_grad for p in teacher.parameters())

@@ -12,7 +12,9 @@ import math
 
 import torch
 
-from ..families import family_of
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+from ..families import FAMILIES
 from ..tokenization_scratch import load_tokenizer
 
 
@@ -28,7 +30,8 @@ def load_teachers(names, tokenizer, block_size: int | None = None, device=None) 
     """The teacher models of `--distill_from` (folders or Hub repo ids), frozen, in eval mode, on `device`.
 
     Each must be a causal LM with the student's tokenizer (the same vocabulary, id for id) and a context of at least
-    `block_size` tokens; any family (a GPT teacher for a LLaMA2 student works).
+    `block_size` tokens: of any family (a GPT teacher for a LLaMA2 student works), or one of transformers' own
+    (`LlamaForCausalLM` converted by `hub_scripts`, ...).
     加载蒸馏的教师模型：必须是因果语言模型，与学生使用同一分词器，上下文不短于训练块长。
     """
     from .common import check_model_fits, load_config, load_pretrained  # common's Trainer imports this module
@@ -36,8 +39,11 @@ def load_teachers(names, tokenizer, block_size: int | None = None, device=None) 
     teachers = []
     vocabulary = tokenizer.get_vocab()
     for name in names:
-        if not family_of(load_config(name)).is_decoder:
-            raise ValueError(f"--distill_from {name}: a teacher must be a causal LM (GPT or LLaMA2), not an encoder")
+        model_type = load_config(name).model_type
+        if not (FAMILIES[model_type].is_decoder if model_type in FAMILIES
+                else model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
+            raise ValueError(f"--distill_from {name}: a teacher must be a causal LM (GPT, LLaMA2 or one of "
+                             f"transformers'), and model_type {model_type!r} is not")
         teacher_vocabulary = load_tokenizer(name).get_vocab()
         if teacher_vocabulary != vocabulary:
             raise ValueError(
