@@ -115,6 +115,16 @@ def byte_tokenizer():
     return make_byte_tokenizer()
 
 
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """160 generated stories in one .txt file (test modules that need another corpus define their own `corpus`)."""
+    from scratchformers.training.synthetic import make_story_corpus
+
+    path = tmp_path_factory.mktemp("corpus") / "stories.txt"
+    path.write_text("\n\n".join(make_story_corpus(160, seed=3)) + "\n", encoding="utf-8")
+    return path
+
+
 # a small model of each family, for the export tests (ONNX, GGUF, int8)
 SMALL_OVERRIDES = {
     "gpt-micro": "num_hidden_layers=2,hidden_size=64,num_attention_heads=4",

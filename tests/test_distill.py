@@ -24,17 +24,10 @@ from scratchformers.training.data import SFTCollator
 from scratchformers.training.distill import distillation_loss, load_teachers
 from scratchformers.training.pretrain import run_pretrain
 from scratchformers.training.sft import run_sft
-from scratchformers.training.synthetic import make_instruction_data, make_story_corpus
+from scratchformers.training.synthetic import make_instruction_data
 
 TINY_GPT = "num_hidden_layers=2,hidden_size=64,num_attention_heads=2"
 TINY_LLAMA = "num_hidden_layers=2,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,intermediate_size=128"
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "stories.txt"
-    path.write_text("\n\n".join(make_story_corpus(160, seed=3)) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")

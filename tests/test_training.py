@@ -19,18 +19,9 @@ from scratchformers.training.arguments import ModelArguments, PretrainDataArgume
 from scratchformers.training.common import ScratchTrainer, build_config, check_model_fits
 from scratchformers.training.data import load_text_dataset, pack_dataset
 from scratchformers.training.pretrain import run_pretrain
-from scratchformers.training.synthetic import make_story_corpus
 
 TINY_GPT = "num_hidden_layers=2,hidden_size=64,num_attention_heads=2"
 TINY_LLAMA = "num_hidden_layers=2,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,intermediate_size=128"
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus")
-    path = folder / "stories.txt"
-    path.write_text("\n\n".join(make_story_corpus(160, seed=3)) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,8 @@ def run_pretrain(
 
     teachers = data_args.distill_from
     tokenizer = get_tokenizer(model_args, raw_train, training_args, resume, teacher=teachers[0] if teachers else None)
+    if teachers:  # checked before the corpus is packed
+        teachers = load_teachers(teachers, tokenizer, data_args.block_size, training_args.device)
     model = build_causal_lm(
         model_args.model_name_or_path,
         model_args.preset,
@@ -87,12 +89,10 @@ def run_pretrain(
             f"{len(train_dataset)} train blocks x {data_args.block_size} tokens"
             + (f", {len(eval_dataset)} validation blocks" if eval_dataset is not None else "")
         )
-    if teachers:
-        teachers = load_teachers(teachers, tokenizer, data_args.block_size, training_args.device)
-        if verbose and training_args.process_index == 0:
-            print(f"[pretrain] distilling {len(teachers)} teacher(s) ({', '.join(data_args.distill_from)}): loss = "
-                  f"{data_args.distill_alpha} x KL(teachers || model) at temperature {data_args.distill_temperature}"
-                  f" + {1 - data_args.distill_alpha:g} x cross-entropy")
+    if teachers and verbose and training_args.process_index == 0:
+        print(f"[pretrain] distilling {len(teachers)} teacher(s) ({', '.join(data_args.distill_from)}): loss = "
+              f"{data_args.distill_alpha} x KL(teachers || model) at temperature {data_args.distill_temperature}"
+              f" + {1 - data_args.distill_alpha:g} x cross-entropy")
     no_eval_without_data(training_args, eval_dataset)
     callbacks = list(callbacks or [])
     if data_args.window_sampling == "random":
