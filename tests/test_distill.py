@@ -3,6 +3,10 @@ accumulation, a student that really moves to its teacher, SFT with a teacher, an
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -197,6 +201,28 @@ def test_sft_distills_on_the_assistants_tokens_from_a_teacher_equal_to_the_model
     assert logged[0]["distill_loss"] < 1e-6  # step 1: the model is still its teacher, token for token
     assert logged[-1]["distill_loss"] > 1e-4  # then it moves away from it
     assert all(math.isclose(e["loss"], 0.5 * e["distill_loss"] + 0.5 * e["lm_loss"], rel_tol=1e-3) for e in logged)
+
+
+def test_two_processes_distill_with_the_teachers_on_each_and_log_the_parts_over_both(corpus, tokenizer, tmp_path):
+    """torchrun, 2 gloo workers on CPU, gradient accumulation 2; the student starts as a copy of its teacher."""
+    teacher = save_model(tmp_path / "teacher", tokenizer, max_position_embeddings=32)
+    out = tmp_path / "student"
+    cmd = [
+        str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2", "-m", "scratchformers.cli",
+        "pretrain", "--model_name_or_path", str(teacher), "--distill_from", str(teacher), "--train_files", str(corpus),
+        "--output_dir", str(out), "--block_size", "32", "--max_steps", "4", "--per_device_train_batch_size", "2",
+        "--gradient_accumulation_steps", "2", "--logging_steps", "1", "--learning_rate", "1e-2", "--eval_strategy",
+        "no", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true", "--sample_max_new_tokens", "0",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "all_results.json").read_text())["world_size"] == 2
+    logged = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "distill_loss" in e]
+    assert len(logged) == 4
+    assert logged[0]["distill_loss"] < 1e-6 < logged[-1]["distill_loss"]  # each process: teacher and model see one batch
+    # Trainer's loss is the mean over both processes; the parts are added up over both, so the formula holds
+    assert all(math.isclose(e["loss"], 0.75 * e["distill_loss"] + 0.25 * e["lm_loss"], rel_tol=1e-4) for e in logged)
 
 
 def test_bad_teachers_and_settings_are_refused_with_the_bad_value_named(corpus, tokenizer, tmp_path):

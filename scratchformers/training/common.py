@@ -121,10 +121,13 @@ class ScratchTrainer(TimeBudgetMixin, Trainer):
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         for key in [k for k in logs if k.endswith("_loss") and not k.startswith("train")]:
             logs[key[: -len("loss")] + "perplexity"] = math.exp(min(logs[key], 50.0))
-        sums = self._distill_logs
-        if "loss" in logs and sums["positions"]:  # a training log: the two parts of the loss since the last one
-            logs["distill_loss"] = sums["distill_sum"] / sums["positions"]
-            logs["lm_loss"] = sums["lm_sum"] / sums["positions"]
+        if self.teachers and "loss" in logs:  # a training log: the two parts of the loss since the last one
+            sums = torch.tensor(list(self._distill_logs.values()), dtype=torch.float64, device=self.args.device)
+            if self.args.world_size > 1:  # every process logs here at once: add up all of theirs
+                sums = self.accelerator.reduce(sums, reduction="sum")
+            distill_sum, lm_sum, positions = sums.tolist()
+            if positions:
+                logs.update(distill_loss=distill_sum / positions, lm_loss=lm_sum / positions)
             self._distill_logs = {"distill_sum": 0.0, "lm_sum": 0.0, "positions": 0}
         if self.time_budget is not None:
             logs["elapsed_seconds"] = round(self.time_budget.elapsed(), 2)  # for loss against wall-clock
