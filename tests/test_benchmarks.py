@@ -150,13 +150,19 @@ def speedrun_data(tmp_path):
     return data
 
 
-def test_speedrun_repeats_each_command_and_records_the_spread(tmp_path, speedrun_data):
-    speedrun = load_bench("speedrun")
-    with pytest.raises(SystemExit, match="--repeats must be at least 1, got 0"):
-        speedrun.main(["--repeats", "0", "--data_dir", str(speedrun_data)])
+def run_speedrun(tmp_path, data, *flags) -> dict:
+    """`speedrun.py --budget 2s --runs recipe FLAGS` on the stand-in corpus, its folders under tmp_path."""
+    return load_bench("speedrun").main([
+        "--budget", "2s", "--runs", "recipe", *flags, "--data_dir", str(data),
+        "--output_dir", str(tmp_path / "work"), "--results_dir", str(tmp_path / "results"),
+    ])
 
-    record = speedrun.main(["--budget", "2s", "--runs", "recipe", "--repeats", "2", "--data_dir", str(speedrun_data),
-                            "--output_dir", str(tmp_path / "work"), "--results_dir", str(tmp_path / "results")])
+
+def test_speedrun_repeats_each_command_and_records_the_spread(tmp_path, speedrun_data):
+    with pytest.raises(SystemExit, match="--repeats must be at least 1, got 0"):
+        run_speedrun(tmp_path, speedrun_data, "--repeats", "0")
+
+    record = run_speedrun(tmp_path, speedrun_data, "--repeats", "2")
 
     assert [r["repeat"] for r in record["results"]] == [1, 2]
     assert {Path(r["output_dir"]).name for r in record["results"]} == {"recipe_2s_1", "recipe_2s_2"}
@@ -173,12 +179,10 @@ def test_speedrun_ensemble_trains_seeds_side_by_side_and_scores_their_mixture(tm
     from scratchformers.tokenization_scratch import load_tokenizer
     from scratchformers.training.common import load_pretrained, nats_per_character
 
-    speedrun = load_bench("speedrun")
     with pytest.raises(SystemExit, match="--ensemble must be at least 1, got 0"):
-        speedrun.main(["--ensemble", "0", "--data_dir", str(speedrun_data)])
+        run_speedrun(tmp_path, speedrun_data, "--ensemble", "0")
 
-    record = speedrun.main(["--budget", "2s", "--runs", "recipe", "--ensemble", "2", "--data_dir", str(speedrun_data),
-                            "--output_dir", str(tmp_path / "work"), "--results_dir", str(tmp_path / "results")])
+    record = run_speedrun(tmp_path, speedrun_data, "--ensemble", "2")
 
     (result,) = record["results"]
     assert result["run"] == "recipe x2 ensemble" and record["ensemble"] == 2

@@ -55,14 +55,14 @@ def run_pretrain(
         config = load_config(model_args.model_name_or_path)
     if data_args.sample_max_new_tokens < 0:
         raise ValueError(f"--sample_max_new_tokens must be >= 0 (0: no samples), got {data_args.sample_max_new_tokens}")
-    if data_args.distill_from:
-        if not family_of(config).is_decoder:
-            raise ValueError(f"--distill_from trains a causal LM (GPT or LLaMA2); {config.model_type} is an encoder")
-        check_distill_settings(data_args.distill_alpha, data_args.distill_temperature)
     if not family_of(config).is_decoder:
+        if data_args.distill_from:
+            raise ValueError(f"--distill_from trains a causal LM (GPT or LLaMA2); {config.model_type} is an encoder")
         from .mlm import run_mlm
 
         return run_mlm(model_args, data_args, training_args, callbacks, verbose)
+    if data_args.distill_from:  # bad settings fail now, before anything is written
+        check_distill_settings(data_args.distill_alpha, data_args.distill_temperature)
     budget = TimeBudget(parse_duration(data_args.time_budget)) if data_args.time_budget else None
     references = [parse_reference_point(text) for text in data_args.reference_points]
     resume = start_run(training_args, data_args.overwrite)
